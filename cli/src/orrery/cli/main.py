@@ -1,0 +1,76 @@
+"""The ``orrery`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orrery.cli import projections, state
+from orrery.cli.stack import _healthz, up as stack_up
+from orrery.runtime import settings as settings_mod
+from orrery.runtime.entrypoint import configure_logging
+from orrery.runtime.errors import RuntimeFailure
+
+app = typer.Typer(
+    help="Orrery: a multiplayer canvas for running many AI coding agents in parallel.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(projections.app, name="projections")
+console = Console()
+
+
+@app.command()
+def up(
+    separate: bool = typer.Option(False, help="run each service in its own process"),
+) -> None:
+    """Start NATS, PostgreSQL, all services and the UI; Ctrl-C stops everything."""
+    settings = settings_mod.load()
+    configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
+    asyncio.run(stack_up(settings, separate=separate, say=lambda s: console.print(s)))
+
+
+@app.command()
+def status() -> None:
+    """What runs, and how healthy it is."""
+    settings = settings_mod.load()
+    running = state.read(settings.home)
+    if running is None or not state.alive(running.pid):
+        console.print(f"Orrery is not running (ORRERY_HOME={settings.home}).")
+        raise typer.Exit(1)
+    up_for = time.time() - running.started_at.timestamp()
+    console.print(f"Orrery {running.url}  pid {running.pid}  mode {running.mode}  "
+                  f"up {up_for:.0f}s")
+    console.print(f"NATS {running.nats_url}   PostgreSQL {running.database_url}")
+    health = _healthz(running.url) or {}
+    table = Table("component", "ok", "detail")
+    for key in ("nats", "postgres"):
+        part = health.get(key) or {}
+        assert isinstance(part, dict)
+        table.add_row(key, _ok(part.get("ok")), str(part.get("detail", "no answer")))
+    services = health.get("services") or {}
+    assert isinstance(services, dict)
+    for name, part in services.items():
+        pid = running.processes.get(name)
+        table.add_row(f"{name}" + (f" (pid {pid})" if pid else ""), _ok(part.get("ok")),
+                      str(part.get("detail", "")))
+    console.print(table)
+    if health.get("status") != "ok":
+        raise typer.Exit(1)
+
+
+def _ok(value: object) -> str:
+    return "[green]yes[/]" if value is True else "[red]no[/]"
+
+
+def run() -> None:
+    try:
+        app()
+    except RuntimeFailure as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        sys.exit(2)

@@ -1,0 +1,187 @@
+"""``orrery up``: NATS, PostgreSQL, the four services and the UI, stopped cleanly on Ctrl-C.
+
+By default the four services run in this one process (each still talks only through NATS, like
+Loki's ``-target=all``), which keeps the idle footprint small; ``--separate`` runs one process
+per service, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orrery.cli import state
+from orrery.cli.catalog import SERVICES
+from orrery.runtime.entrypoint import install_stop_signals
+from orrery.runtime.errors import ConfigurationError
+from orrery.runtime.infra.nats_server import NatsServer
+from orrery.runtime.infra.ports import port_is_free
+from orrery.runtime.infra.postgres_server import PostgresServer
+from orrery.runtime.service import run_service
+from orrery.runtime.settings import Settings
+
+Say = Callable[[str], None]
+
+
+def _check_not_running(settings: Settings) -> None:
+    previous = state.read(settings.home)
+    if previous and state.alive(previous.pid):
+        raise ConfigurationError(
+            f"Orrery is already running (pid {previous.pid}, {previous.url}); "
+            "stop it with Ctrl-C in its terminal, or use another ORRERY_HOME"
+        )
+    if not port_is_free(settings.port, settings.host):
+        raise ConfigurationError(
+            f"port {settings.port} on {settings.host} is taken: set ORRERY_PORT to a free port"
+        )
+
+
+@contextlib.asynccontextmanager
+async def _infrastructure(settings: Settings, say: Say) -> AsyncIterator[tuple[str, str]]:
+    """Start NATS and PostgreSQL unless external URLs are given; stop what we started."""
+    started: list[NatsServer | PostgresServer] = []
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        nats_url = settings.nats_url
+        if nats_url is None:
+            _need_port(settings.nats_port, "ORRERY_NATS_PORT")
+            nats = NatsServer(
+                settings.home / "nats", port=settings.nats_port, log_file=logs / "nats.log"
+            )
+            await nats.start()
+            started.append(nats)
+            nats_url = nats.url
+            say(f"NATS JetStream   {nats_url} (data in {nats.data_dir})")
+        database_url = settings.database_url
+        if database_url is None:
+            _need_port(settings.postgres_port, "ORRERY_POSTGRES_PORT")
+            pg = PostgresServer(
+                settings.home / "postgres",
+                port=settings.postgres_port,
+                log_file=logs / "postgres.log",
+            )
+            await pg.start()
+            started.append(pg)
+            database_url = pg.url
+            say(f"PostgreSQL       {database_url} (data in {pg.data_dir})")
+        yield nats_url, database_url
+    finally:
+        for server in reversed(started):
+            await server.stop()
+
+
+def _need_port(port: int, variable: str) -> None:
+    if not port_is_free(port):
+        raise ConfigurationError(f"port {port} is taken: set {variable} to a free port")
+
+
+async def _in_process(settings: Settings, nats_url: str, db_url: str, stop: asyncio.Event) -> None:
+    async with asyncio.TaskGroup() as tg:
+        for factory in SERVICES.values():
+            tg.create_task(
+                run_service(
+                    factory(settings), nats_url, db_url, stop,
+                    heartbeat_interval=settings.heartbeat_interval,
+                )
+            )
+
+
+async def _separate(
+    settings: Settings,
+    nats_url: str,
+    db_url: str,
+    stop: asyncio.Event,
+    on_spawned: Callable[[dict[str, int]], None],
+) -> None:
+    env = {**os.environ, "ORRERY_NATS_URL": nats_url, "ORRERY_DATABASE_URL": db_url}
+    bin_dir = Path(sys.executable).parent
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in SERVICES:
+            log = (settings.home / "logs" / f"{name}.log").open("ab")
+            children[name] = subprocess.Popen(  # noqa: S603 - our own entry points
+                [str(bin_dir / f"orrery-{name}")], env=env, stdout=log, stderr=log,
+                start_new_session=True,
+            )
+        on_spawned({name: child.pid for name, child in children.items()})
+        while not stop.is_set():
+            dead = {n: c.returncode for n, c in children.items() if c.poll() is not None}
+            if dead:
+                raise RuntimeError(f"service exited: {dead}; see {settings.home / 'logs'}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await stop.wait()
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children.values():
+            while child.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if child.poll() is None:
+                child.kill()
+
+
+def _healthz(url: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:  # noqa: S310 - ours
+            body: dict[str, object] = json.loads(resp.read())
+            return body
+    except urllib.error.HTTPError as exc:
+        body = json.loads(exc.read() or b"{}")
+        return body
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+async def _announce_when_healthy(url: str, t0: float, say: Say, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        body = await asyncio.to_thread(_healthz, url)
+        if body and body.get("status") == "ok":
+            say(f"Orrery is up at {url}  (healthy {time.monotonic() - t0:.1f}s after start;"
+                " Ctrl-C stops everything)")
+            return
+        await asyncio.sleep(0.1)
+
+
+async def up(settings: Settings, *, separate: bool, say: Say) -> None:
+    t0 = time.monotonic()
+    _check_not_running(settings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    url = f"http://{settings.host}:{settings.port}"
+    async with _infrastructure(settings, say) as (nats_url, db_url):
+        stack = state.StackState(
+            pid=os.getpid(), started_at=datetime.now(UTC), url=url, nats_url=nats_url,
+            database_url=db_url, mode="separate" if separate else "single",
+        )
+        state.write(settings.home, stack)
+
+        def spawned(procs: dict[str, int]) -> None:
+            stack.processes = procs
+            state.write(settings.home, stack)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(_announce_when_healthy(url, t0, say, stop))
+                if separate:
+                    await _separate(settings, nats_url, db_url, stop, spawned)
+                else:
+                    await _in_process(settings, nats_url, db_url, stop)
+        finally:
+            state.clear(settings.home)
+            say("stopping…")
+    say("stopped")

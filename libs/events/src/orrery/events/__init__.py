@@ -1,0 +1,15 @@
+"""Orrery's event contract: every event and command, their envelope, codec, subjects and versions."""
+
+from orrery.events.base import Command, Envelope, Event, EventMeta, TraceContext, wire_tag
+from orrery.events.registry import Registry, default_registry
+
+__all__ = [
+    "Command",
+    "Envelope",
+    "Event",
+    "EventMeta",
+    "Registry",
+    "TraceContext",
+    "default_registry",
+    "wire_tag",
+]

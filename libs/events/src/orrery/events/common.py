@@ -1,0 +1,42 @@
+"""Messages every context shares: typed command rejections and service heartbeats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from orrery.events.base import Command, Event
+from orrery.events.registry import Registry
+
+
+class CommandRejected(Event, tag="orrery.CommandRejected"):
+    """A command that was decoded and decided on, and refused. Appended to the context's stream
+    under ``rejection_subject(ctx, command_id)``, so a client waiting on a command id sees either
+    the events it caused or this."""
+
+    command_id: str
+    command_type: str
+    code: str
+    message: str
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
+    """Ephemeral liveness signal on core NATS (never stored): the gateway's /healthz reads it."""
+
+    service: str
+    instance_id: str
+    started_at: datetime
+    sent_at: datetime
+    interval_s: float
+    projections: dict[str, int] = msgspec.field(default_factory=dict)
+    detail: str = ""
+
+
+CLASSES: tuple[type[Event] | type[Command], ...] = (CommandRejected,)
+
+
+def register_upcasters(registry: Registry) -> None:
+    """No older versions yet."""

@@ -1,0 +1,1 @@
+"""The command handling loop every service shares: load, decide, append; errors by table."""

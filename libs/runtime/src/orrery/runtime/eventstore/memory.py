@@ -1,0 +1,58 @@
+"""In-memory event store for unit tests. It passes the same contract suite as JetStream."""
+
+from __future__ import annotations
+
+from orrery.events import Envelope, Event, EventMeta, wire_tag
+from orrery.runtime.errors import ConcurrencyConflict
+from orrery.runtime.eventstore.base import AppendResult
+
+
+class InMemoryEventStore:
+    def __init__(self, stream: str = "MEMORY") -> None:
+        self.stream = stream
+        self._log: list[Envelope[Event]] = []
+        self._by_subject: dict[str, list[Envelope[Event]]] = {}
+        self._msg_ids: dict[str, int] = {}
+
+    async def append(
+        self,
+        subject: str,
+        event: Event,
+        *,
+        expected_seq: int | None,
+        msg_id: str,
+        meta: EventMeta,
+    ) -> AppendResult:
+        if msg_id in self._msg_ids:
+            return AppendResult(self._msg_ids[msg_id], duplicate=True)
+        last = await self.last_sequence(subject)
+        if expected_seq is not None and expected_seq != last:
+            raise ConcurrencyConflict(subject, expected_seq, last)
+        envelope = Envelope(
+            event=event,
+            event_id=meta.event_id,
+            type=wire_tag(type(event)),
+            version=type(event).VERSION,
+            stream=self.stream,
+            subject=subject,
+            sequence=len(self._log) + 1,
+            occurred_at=meta.occurred_at,
+            actor=meta.actor,
+            correlation_id=meta.correlation_id,
+            causation_id=meta.causation_id,
+            trace=meta.trace,
+        )
+        self._log.append(envelope)
+        self._by_subject.setdefault(subject, []).append(envelope)
+        self._msg_ids[msg_id] = envelope.sequence
+        return AppendResult(envelope.sequence)
+
+    async def load(self, subject: str) -> list[Envelope[Event]]:
+        return list(self._by_subject.get(subject, ()))
+
+    async def last_sequence(self, subject: str) -> int:
+        events = self._by_subject.get(subject)
+        return events[-1].sequence if events else 0
+
+    def all(self) -> list[Envelope[Event]]:
+        return list(self._log)

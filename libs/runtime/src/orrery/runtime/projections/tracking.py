@@ -1,0 +1,32 @@
+"""A projection with no tables: it only advances its checkpoint over a stream.
+
+Services whose read models have not arrived yet run one, so their consumer, checkpoint and
+heartbeat plumbing is exercised from the first day; ``orrery projections status`` shows its lag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from orrery.events import Envelope, Event
+
+
+@dataclass(frozen=True)
+class TrackingProjection:
+    name: str
+    schema: str
+    stream: str
+    subjects: Sequence[str]
+    version: int = 1
+    tables: Sequence[str] = ()
+
+    def ddl(self, schema: str) -> Sequence[str]:
+        return ()
+
+    async def apply(
+        self, conn: asyncpg.Connection, schema: str, events: Sequence[Envelope[Event]]
+    ) -> None:
+        """Nothing to write: the checkpoint is the whole state."""

@@ -1,0 +1,71 @@
+"""Settings from the environment: one place that reads ``ORRERY_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+DEFAULT_GATEWAY_PORT = 8765
+DEFAULT_NATS_PORT = 14222
+DEFAULT_POSTGRES_PORT = 15432
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    home: Path
+    nats_url: str | None
+    database_url: str | None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_GATEWAY_PORT
+    nats_port: int = DEFAULT_NATS_PORT
+    postgres_port: int = DEFAULT_POSTGRES_PORT
+    heartbeat_interval: float = 1.0
+    web_dir: Path | None = None
+    log_level: str = "INFO"
+
+    def require_urls(self) -> tuple[str, str]:
+        """A service run alone needs both URLs; only ``orrery up`` starts its own servers."""
+        from orrery.runtime.errors import ConfigurationError
+
+        if not self.nats_url or not self.database_url:
+            raise ConfigurationError(
+                "set ORRERY_NATS_URL and ORRERY_DATABASE_URL (or use `orrery up`, which starts"
+                " NATS and PostgreSQL itself)"
+            )
+        return self.nats_url, self.database_url
+
+
+def _int(env: dict[str, str], key: str, default: int) -> int:
+    from orrery.runtime.errors import ConfigurationError
+
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{key}={raw!r} is not a whole number") from None
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    from orrery.runtime.errors import ConfigurationError
+
+    e = dict(os.environ if env is None else env)
+    web = e.get("ORRERY_WEB_DIR")
+    try:
+        interval = float(e.get("ORRERY_HEARTBEAT_INTERVAL", "1.0"))
+    except ValueError:
+        raise ConfigurationError("ORRERY_HEARTBEAT_INTERVAL must be a number of seconds") from None
+    return Settings(
+        home=Path(e.get("ORRERY_HOME") or Path.home() / ".orrery").expanduser(),
+        nats_url=e.get("ORRERY_NATS_URL") or None,
+        database_url=e.get("ORRERY_DATABASE_URL") or None,
+        host=e.get("ORRERY_HOST", "127.0.0.1"),
+        port=_int(e, "ORRERY_PORT", DEFAULT_GATEWAY_PORT),
+        nats_port=_int(e, "ORRERY_NATS_PORT", DEFAULT_NATS_PORT),
+        postgres_port=_int(e, "ORRERY_POSTGRES_PORT", DEFAULT_POSTGRES_PORT),
+        heartbeat_interval=interval,
+        web_dir=Path(web) if web else None,
+        log_level=e.get("ORRERY_LOG_LEVEL", "INFO").upper(),
+    )

@@ -1,0 +1,137 @@
+"""Stream and consumer definitions: the one source for ``deploy/nats/`` and for start-up.
+
+Each service calls ``ensure_context`` at start; ``make types`` writes the same definitions as
+JSON into ``deploy/nats/`` for platform teams who create streams with the ``nats`` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from orrery.events import subjects
+
+DUPLICATE_WINDOW_S = 120.0
+DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
+COMMAND_ACK_WAIT_S = 30.0
+COMMAND_MAX_DELIVER = 8
+# Redelivery delays after a nak without an explicit delay, and after an ack timeout.
+COMMAND_BACKOFF_S = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
+
+
+def event_stream_config(ctx: str, *, replicas: int = 1) -> StreamConfig:
+    """The append-only log of one context: never deleted from, never purged."""
+    return StreamConfig(
+        name=subjects.event_stream(ctx),
+        description=f"Orrery {ctx} events (append-only log)",
+        subjects=[subjects.event_subjects(ctx)],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+def command_stream_config(ctx: str, *, replicas: int = 1) -> StreamConfig:
+    """Commands waiting for their service: a message goes away once handled (work queue)."""
+    return StreamConfig(
+        name=subjects.command_stream(ctx),
+        description=f"Orrery {ctx} commands (work queue)",
+        subjects=[subjects.command_subjects(ctx)],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+def dead_letter_stream_config(ctx: str, *, replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.dead_letter_stream(ctx),
+        description=f"Orrery {ctx} commands that could not be handled",
+        subjects=[subjects.dead_letter_subjects(ctx)],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=DEAD_LETTER_MAX_AGE_S,
+    )
+
+
+def command_consumer_name(ctx: str) -> str:
+    return f"{subjects.token(ctx)}-command-handler"
+
+
+def command_consumer_config(ctx: str) -> ConsumerConfig:
+    """One durable pull consumer per context, shared by every replica of its service."""
+    return ConsumerConfig(
+        durable_name=command_consumer_name(ctx),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=COMMAND_ACK_WAIT_S,
+        max_deliver=COMMAND_MAX_DELIVER,
+        backoff=COMMAND_BACKOFF_S,
+        max_ack_pending=1_000,
+    )
+
+
+def stream_configs(ctx: str, *, replicas: int = 1) -> list[StreamConfig]:
+    return [
+        event_stream_config(ctx, replicas=replicas),
+        command_stream_config(ctx, replicas=replicas),
+        dead_letter_stream_config(ctx, replicas=replicas),
+    ]
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one's settings up to date."""
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != 10058:  # stream name already in use: a racing service made it
+                raise
+        return
+    await js.update_stream(config)
+
+
+async def ensure_context(js: JetStreamContext, ctx: str, *, replicas: int = 1) -> None:
+    for config in stream_configs(ctx, replicas=replicas):
+        await ensure_stream(js, config)
+    await js.add_consumer(subjects.command_stream(ctx), command_consumer_config(ctx))
+
+
+def _clean(config: dict[str, Any]) -> dict[str, Any]:
+    """nats-py's as_dict gives seconds as nanoseconds already; drop unset keys."""
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def export_definitions() -> dict[str, str]:
+    """``{file name: JSON}`` of every stream and consumer, for ``deploy/nats/``."""
+    files: dict[str, str] = {}
+    for ctx in subjects.CONTEXTS:
+        for config in stream_configs(ctx):
+            files[f"streams/{config.name}.json"] = json.dumps(_clean(config.as_dict()), indent=2)
+        consumer = command_consumer_config(ctx)
+        files[f"consumers/{subjects.command_stream(ctx)}.{consumer.durable_name}.json"] = (
+            json.dumps(_clean(consumer.as_dict()), indent=2)
+        )
+    return files

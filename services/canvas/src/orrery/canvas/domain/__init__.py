@@ -1,0 +1,1 @@
+"""Canvas domain: pure decide/evolve functions, no I/O."""

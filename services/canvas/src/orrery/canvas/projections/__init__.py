@@ -1,0 +1,1 @@
+"""Canvas read models in the ``canvas`` schema."""

@@ -1,0 +1,92 @@
+"""Composition root of the gateway: its service wiring plus the HTTP server as an extra task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from orrery.events import subjects
+from orrery.gateway.app import create_app
+from orrery.gateway.health import HealthMonitor
+from orrery.runtime.entrypoint import run_standalone
+from orrery.runtime.errors import ConfigurationError
+from orrery.runtime.projections.tracking import TrackingProjection
+from orrery.runtime.service import ServiceSpec, Wiring
+from orrery.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn installs its own signal handlers; inside ``orrery up`` the stack owns them."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def default_web_dir() -> Path | None:
+    """``web/dist`` of the checkout this package was installed from (editable installs)."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "web" / "dist"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
+    async def serve(wiring: Wiring, stop: asyncio.Event) -> None:
+        monitor = HealthMonitor(wiring.nc, wiring.pool)
+        await monitor.start()
+        app = create_app(monitor, settings.web_dir or default_web_dir())
+        config = uvicorn.Config(app, log_level="warning", lifespan="off")
+        server = _Server(config)
+        # Bind here, so a port in use is a clear error rather than uvicorn's sys.exit().
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((settings.host, settings.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigurationError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+                " (set ORRERY_PORT to another port)"
+            ) from exc
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await task
+        stopper.cancel()
+        if task in done and not stop.is_set():
+            raise RuntimeError(f"the HTTP server on {settings.host}:{settings.port} stopped")
+
+    return serve
+
+
+def spec(settings: Settings) -> ServiceSpec:
+    return ServiceSpec(
+        name="gateway",
+        context="gateway",
+        handlers={},
+        projections=[
+            TrackingProjection(
+                name="log",
+                schema="gateway",
+                stream=subjects.event_stream("gateway"),
+                subjects=(subjects.event_subjects("gateway"),),
+            )
+        ],
+        extras=[serve_http(settings)],
+    )
+
+
+def run() -> None:
+    """``orrery-gateway``: run the gateway alone against external NATS and Postgres."""
+    run_standalone(spec)
