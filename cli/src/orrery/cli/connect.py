@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from nats.js import JetStreamContext
-
 from orrery.cli import state
 from orrery.runtime import bus
 from orrery.runtime.errors import ConfigurationError

@@ -7,14 +7,14 @@ import sys
 import time
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
 from orrery.cli import projections, state
-from orrery.cli.stack import _healthz, up as stack_up
+from orrery.cli.stack import _healthz
+from orrery.cli.stack import up as stack_up
 from orrery.runtime import settings as settings_mod
 from orrery.runtime.entrypoint import configure_logging
 from orrery.runtime.errors import RuntimeFailure
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(
     help="Orrery: a multiplayer canvas for running many AI coding agents in parallel.",
@@ -32,7 +32,7 @@ def up(
     """Start NATS, PostgreSQL, all services and the UI; Ctrl-C stops everything."""
     settings = settings_mod.load()
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
-    asyncio.run(stack_up(settings, separate=separate, say=lambda s: console.print(s)))
+    asyncio.run(stack_up(settings, separate=separate, say=console.print))
 
 
 @app.command()

@@ -6,10 +6,6 @@ import asyncio
 
 import nats.js.errors
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
 from orrery.cli.catalog import projections as all_projections
 from orrery.cli.connect import connections
 from orrery.events import default_registry
@@ -19,6 +15,9 @@ from orrery.runtime.projections import checkpoints
 from orrery.runtime.projections.base import Projection
 from orrery.runtime.projections.rebuild import rebuild
 from orrery.runtime.projections.runner import consumer_name
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 app = typer.Typer(help="Read models: list them, see their lag, rebuild them from the log.")
 console = Console()

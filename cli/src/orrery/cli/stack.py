@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -107,32 +106,41 @@ async def _separate(
 ) -> None:
     env = {**os.environ, "ORRERY_NATS_URL": nats_url, "ORRERY_DATABASE_URL": db_url}
     bin_dir = Path(sys.executable).parent
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children: dict[str, asyncio.subprocess.Process] = {}
     try:
         for name in SERVICES:
-            log = (settings.home / "logs" / f"{name}.log").open("ab")
-            children[name] = subprocess.Popen(  # noqa: S603 - our own entry points
-                [str(bin_dir / f"orrery-{name}")], env=env, stdout=log, stderr=log,
-                start_new_session=True,
-            )
+            with (settings.home / "logs" / f"{name}.log").open("ab") as log:
+                children[name] = await asyncio.create_subprocess_exec(
+                    str(bin_dir / f"orrery-{name}"), env=env, stdout=log, stderr=log,
+                    start_new_session=True,
+                )
         on_spawned({name: child.pid for name, child in children.items()})
-        while not stop.is_set():
-            dead = {n: c.returncode for n, c in children.items() if c.poll() is not None}
-            if dead:
-                raise RuntimeError(f"service exited: {dead}; see {settings.home / 'logs'}")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await stop.wait()
+        waits = {asyncio.ensure_future(c.wait()): n for n, c in children.items()}
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({stopper, *waits}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for fut in waits:
+            fut.cancel()
+        dead = {waits[f]: children[waits[f]].returncode for f in done if f in waits}
+        if dead and not stop.is_set():
+            raise RuntimeError(f"service exited: {dead}; see {settings.home / 'logs'}")
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for child in children.values():
-            while child.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if child.poll() is None:
+        await _terminate(list(children.values()))
+
+
+async def _terminate(children: list[asyncio.subprocess.Process], grace: float = 10.0) -> None:
+    """SIGTERM every child, then SIGKILL whatever is still there after ``grace``."""
+    for child in children:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+    try:
+        async with asyncio.timeout(grace):
+            await asyncio.gather(*(c.wait() for c in children))
+    except TimeoutError:
+        for child in children:
+            if child.returncode is None:
                 child.kill()
+        await asyncio.gather(*(c.wait() for c in children))
 
 
 def _healthz(url: str) -> dict[str, object] | None:
@@ -141,8 +149,8 @@ def _healthz(url: str) -> dict[str, object] | None:
             body: dict[str, object] = json.loads(resp.read())
             return body
     except urllib.error.HTTPError as exc:
-        body = json.loads(exc.read() or b"{}")
-        return body
+        error_body: dict[str, object] = json.loads(exc.read() or b"{}")
+        return error_body
     except (urllib.error.URLError, OSError, ValueError):
         return None
 

@@ -1,4 +1,4 @@
-"""Orrery's event contract: every event and command, their envelope, codec, subjects and versions."""
+"""Orrery's event contract: every event and command, envelope, codec, subjects, versions."""
 
 from orrery.events.base import Command, Envelope, Event, EventMeta, TraceContext, wire_tag
 from orrery.events.registry import Registry, default_registry

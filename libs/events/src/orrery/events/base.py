@@ -13,16 +13,19 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
+from orrery.events.errors import RegistryError
 
 
 class Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
-    """A fact that happened. Subclasses pass ``tag="<context>.<PastTenseName>"``."""
+    """A fact that happened. Subclasses pass ``tag="<context>.<PastTenseName>"`` and
+    ``frozen=True`` (inherited anyway; spelled out because type checkers need it)."""
 
     VERSION: ClassVar[int] = 1
 
 
 class Command(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
-    """A request to change something. Subclasses pass ``tag="<context>.<ImperativeName>"``.
+    """A request to change something. Subclasses pass ``tag="<context>.<ImperativeName>"``
+    and ``frozen=True``.
 
     ``command_id`` is the idempotency key: it becomes ``Nats-Msg-Id`` on the command stream and
     the causation id of every event the command produces.
@@ -76,7 +79,5 @@ def wire_tag(cls: type[Any]) -> str:
     config = getattr(cls, "__struct_config__", None)
     tag = getattr(config, "tag", None)
     if not isinstance(tag, str) or "." not in tag:
-        from orrery.events.errors import RegistryError
-
         raise RegistryError(f"{cls.__qualname__} needs an explicit tag like 'context.Name'")
     return tag

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-
 from orrery.events.base import Command, Envelope, Event, EventMeta, TraceContext, wire_tag
 from orrery.events.errors import DecodingError
 from orrery.events.registry import Registry

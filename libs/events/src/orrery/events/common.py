@@ -6,12 +6,11 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-
 from orrery.events.base import Command, Event
 from orrery.events.registry import Registry
 
 
-class CommandRejected(Event, tag="orrery.CommandRejected"):
+class CommandRejected(Event, tag="orrery.CommandRejected", frozen=True):
     """A command that was decoded and decided on, and refused. Appended to the context's stream
     under ``rejection_subject(ctx, command_id)``, so a client waiting on a command id sees either
     the events it caused or this."""

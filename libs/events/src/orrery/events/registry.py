@@ -86,7 +86,8 @@ def default_registry() -> Registry:
     """The catalogue of every context's events and commands (built once, on first use)."""
     global _DEFAULT  # noqa: PLW0603 - a lazily built, process-wide constant
     if _DEFAULT is None:
-        from orrery.events import canvas, common, gateway, sessions, worktrees
+        # Imported here: those modules import this one to register their upcasters.
+        from orrery.events import canvas, common, gateway, sessions, worktrees  # noqa: PLC0415
 
         registry = Registry()
         for module in (common, canvas, sessions, worktrees, gateway):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-
 from orrery.events import subjects
 from orrery.events.base import Command, Event, wire_tag
 from orrery.events.common import Heartbeat
@@ -15,10 +14,12 @@ from orrery.events.registry import Registry
 def json_schema(registry: Registry) -> dict[str, Any]:
     """One JSON Schema document with a definition per event, command and ephemeral message."""
     types: list[Any] = [*registry.events().values(), *registry.commands().values(), Heartbeat]
-    _, components = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
+    refs, components = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Orrery events and commands",
+        "title": "Orrery message",
+        "description": "Any stored event or command body; the `type` field is the wire tag.",
+        "anyOf": [ref for t, ref in zip(types, refs, strict=True) if t is not Heartbeat],
         "$defs": dict(sorted(components.items())),
     }
 

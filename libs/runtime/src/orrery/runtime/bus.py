@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import nats
 from nats.aio.client import Client
-
 from orrery.runtime.errors import InfrastructureError
 
 

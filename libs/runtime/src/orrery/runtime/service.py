@@ -6,21 +6,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-
 from orrery.events import Registry, default_registry, subjects
 from orrery.events.common import Heartbeat
 from orrery.runtime import bus, topology
-from orrery.runtime.clock import SystemClock, UUID7
+from orrery.runtime.clock import UUID7, SystemClock
 from orrery.runtime.commands.consumer import CommandConsumer
-from orrery.runtime.commands.handling import CommandBus, HandlerTable
+from orrery.runtime.commands.handling import CommandBus
+from orrery.runtime.decider import HandlerTable
 from orrery.runtime.errors import InfrastructureError
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, JetStreamEventStore
 from orrery.runtime.projections.base import Projection
@@ -41,7 +42,7 @@ class Wiring:
     started_at: datetime
 
 
-Extra = Callable[[Wiring, asyncio.Event], Awaitable[None]]
+Extra = Callable[[Wiring, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import msgspec
+from orrery.runtime.errors import ConfigurationError
 
 DEFAULT_GATEWAY_PORT = 8765
 DEFAULT_NATS_PORT = 14222
@@ -26,8 +27,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def require_urls(self) -> tuple[str, str]:
         """A service run alone needs both URLs; only ``orrery up`` starts its own servers."""
-        from orrery.runtime.errors import ConfigurationError
-
         if not self.nats_url or not self.database_url:
             raise ConfigurationError(
                 "set ORRERY_NATS_URL and ORRERY_DATABASE_URL (or use `orrery up`, which starts"
@@ -37,8 +36,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _int(env: dict[str, str], key: str, default: int) -> int:
-    from orrery.runtime.errors import ConfigurationError
-
     raw = env.get(key)
     if raw is None or raw == "":
         return default
@@ -49,8 +46,6 @@ def _int(env: dict[str, str], key: str, default: int) -> int:
 
 
 def load(env: dict[str, str] | None = None) -> Settings:
-    from orrery.runtime.errors import ConfigurationError
-
     e = dict(os.environ if env is None else env)
     web = e.get("ORRERY_WEB_DIR")
     try:

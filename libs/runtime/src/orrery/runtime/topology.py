@@ -20,7 +20,6 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-
 from orrery.events import subjects
 
 DUPLICATE_WINDOW_S = 120.0

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from orrery.events import subjects
+from orrery.canvas.domain.boards import BOARD, decide_create, decide_rename
+from orrery.canvas.projections.boards import BoardsProjection
 from orrery.events.canvas import CreateBoard, RenameBoard
-from orrery.runtime.commands.handling import Handler, HandlerTable
+from orrery.runtime.decider import Handler, HandlerTable
 from orrery.runtime.entrypoint import run_standalone
 from orrery.runtime.service import ServiceSpec
 from orrery.runtime.settings import Settings
-from orrery.canvas.domain.boards import BOARD, decide_create, decide_rename
-from orrery.canvas.projections.boards import BoardsProjection
 
 HANDLERS: HandlerTable = {
     CreateBoard: Handler(BOARD, lambda c: c.board_id, decide_create),

@@ -7,12 +7,11 @@ from pathlib import Path
 from litestar import Litestar, Response, get
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
-
 from orrery.gateway.health import HealthMonitor, HealthReport
 
 
 def create_app(monitor: HealthMonitor, web_dir: Path | None) -> Litestar:
-    @get("/healthz", sync_to_thread=False, summary="State of NATS, PostgreSQL and each service")
+    @get("/healthz", summary="State of NATS, PostgreSQL and each service")
     async def healthz() -> Response[HealthReport]:
         report = await monitor.report()
         return Response(report, status_code=200 if report.status == "ok" else 503)
@@ -22,4 +21,4 @@ def create_app(monitor: HealthMonitor, web_dir: Path | None) -> Litestar:
         handlers.append(
             create_static_files_router(path="/", directories=[web_dir], html_mode=True)
         )
-    return Litestar(route_handlers=handlers, openapi_config=None)
+    return Litestar(route_handlers=handlers, openapi_config=None, logging_config=None)

@@ -9,7 +9,6 @@ import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-
 from orrery.events import subjects
 from orrery.events.common import Heartbeat
 

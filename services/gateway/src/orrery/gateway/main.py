@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
-
 from orrery.events import subjects
 from orrery.gateway.app import create_app
 from orrery.gateway.health import HealthMonitor

@@ -8,10 +8,8 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-
 from orrery.events import EventMeta, Registry, codec, subjects
 from orrery.events.errors import DecodingError, EventsError, Rejection, UnknownEventType
 from orrery.runtime import topology
@@ -21,6 +19,8 @@ from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE: tuple[type[BaseException], ...] = (InfrastructureError, *NATS_UNAVAILABLE)
+
 
 class Disposition(Enum):
     ACK = "ack"  # done, including typed rejections: redelivery could not change the answer
@@ -29,7 +29,8 @@ class Disposition(Enum):
 
 
 # Order matters: the first matching row wins.
-ERROR_TABLE: tuple[tuple[type[BaseException], Disposition], ...] = (
+ErrorKind = type[BaseException] | tuple[type[BaseException], ...]
+ERROR_TABLE: tuple[tuple[ErrorKind, Disposition], ...] = (
     (Rejection, Disposition.ACK),
     (UnknownEventType, Disposition.TERM),
     (DecodingError, Disposition.TERM),
@@ -107,7 +108,7 @@ class CommandConsumer:
                 await self._dead_letter(msg, exc)
             if subjects.is_token(command_id):
                 await self.bus.reject(command_id, command_type, exc, meta)
-        except (InfrastructureError, *NATS_UNAVAILABLE) as side_effect:
+        except UNAVAILABLE as side_effect:
             # The rejection or dead letter did not land: keep the command for a later try.
             log.warning("could not record failure of %s: %r", command_id, side_effect)
             return Disposition.NAK

@@ -14,58 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import msgspec
-
-from orrery.events import Command, Envelope, Event, EventMeta, subjects, wire_tag
+from orrery.events import Command, EventMeta, subjects, wire_tag
 from orrery.events.common import CommandRejected
 from orrery.events.errors import Rejection
 from orrery.runtime.clock import Clock, IdGen
+from orrery.runtime.decider import Deps, Handler, HandlerTable
 from orrery.runtime.errors import ConcurrencyConflict
 from orrery.runtime.eventstore.base import EventStore
-
-S = TypeVar("S")
-C = TypeVar("C", bound=Command)
-
-
-@dataclass(frozen=True)
-class Aggregate(Generic[S]):
-    """How to rebuild one kind of aggregate from its events."""
-
-    kind: str
-    initial: Callable[[], S]
-    evolve: Callable[[S, Event], S]
-
-    def fold(self, events: Sequence[Envelope[Event]]) -> S:
-        state = self.initial()
-        for envelope in events:
-            state = self.evolve(state, envelope.event)
-        return state
-
-
-@dataclass(frozen=True)
-class Deps:
-    """What ``decide`` may use besides the command and the state: injected, never global."""
-
-    clock: Clock
-    ids: IdGen
-    actor: str
-
-
-@dataclass(frozen=True)
-class Handler(Generic[C, S]):
-    """One row of a service's explicit handler table."""
-
-    aggregate: Aggregate[S]
-    aggregate_id: Callable[[C], str]
-    decide: Callable[[C, S, Deps], Sequence[Event]]
-
-
-HandlerTable = Mapping[type[Command], Handler[Any, Any]]
 
 
 class Outcome(Enum):

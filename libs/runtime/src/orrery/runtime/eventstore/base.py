@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Protocol
 
 import msgspec
-
 from orrery.events import Envelope, Event, EventMeta
 
 
@@ -20,8 +19,8 @@ class EventStore(Protocol):
     ``append`` checks ``expected_seq`` against the subject's last stream sequence (0: the subject
     must be empty; None: no check) and raises ``ConcurrencyConflict`` when stale. The same
     ``msg_id`` appended twice (within the dedup window) stores one event and returns its sequence
-    with ``duplicate=True``; the dedup check comes before the sequence check, so a retried append
-    whose first attempt landed is a no-op, not a conflict.
+    with ``duplicate=True``, also when the retry carries the now stale ``expected_seq`` of the
+    first attempt (as long as no other event was appended to the subject in between).
     """
 
     stream: str

@@ -14,9 +14,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-
-from orrery.events import Envelope, Event, EventMeta, Registry, default_registry
-from orrery.events import codec
+from orrery.events import Envelope, Event, EventMeta, Registry, codec, default_registry
 from orrery.runtime.errors import ConcurrencyConflict, InfrastructureError
 from orrery.runtime.eventstore.base import AppendResult
 
@@ -69,6 +67,11 @@ class JetStreamEventStore:
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
+                # JetStream checks the expected sequence before its dedup window, so a retry
+                # of an append that already landed looks like a conflict: recognise it.
+                landed = await self._landed(subject, msg_id)
+                if landed is not None:
+                    return AppendResult(landed, duplicate=True)
                 found = _ACTUAL.search(exc.description or "")
                 raise ConcurrencyConflict(
                     subject, expected_seq, int(found.group(1)) if found else None
@@ -79,6 +82,18 @@ class JetStreamEventStore:
         except NATS_UNAVAILABLE as exc:
             raise InfrastructureError(f"append to {subject}: {exc!r}") from exc
         return AppendResult(ack.seq, duplicate=bool(ack.duplicate))
+
+    async def _landed(self, subject: str, msg_id: str) -> int | None:
+        """The sequence of ``msg_id`` if it is the subject's last event."""
+        try:
+            msg = await self._js.get_last_msg(self.stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except NATS_UNAVAILABLE as exc:
+            raise InfrastructureError(f"last message of {subject}: {exc!r}") from exc
+        if (msg.headers or {}).get(codec.H_MSG_ID) == msg_id:
+            return int(msg.seq or 0)
+        return None
 
     async def last_sequence(self, subject: str) -> int:
         try:

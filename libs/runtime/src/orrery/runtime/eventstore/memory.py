@@ -23,9 +23,12 @@ class InMemoryEventStore:
         msg_id: str,
         meta: EventMeta,
     ) -> AppendResult:
-        if msg_id in self._msg_ids:
-            return AppendResult(self._msg_ids[msg_id], duplicate=True)
         last = await self.last_sequence(subject)
+        landed = self._msg_ids.get(msg_id)
+        # Same order of checks as JetStream: a stale expected sequence is a conflict, unless
+        # the duplicate is the subject's last event (see JetStreamEventStore._landed).
+        if landed is not None and (expected_seq in (None, last) or landed == last):
+            return AppendResult(landed, duplicate=True)
         if expected_seq is not None and expected_seq != last:
             raise ConcurrencyConflict(subject, expected_seq, last)
         envelope = Envelope(

@@ -96,7 +96,7 @@ async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     """
     try:
         async with asyncio.timeout(timeout):
-            while proc.poll() is None:
+            while proc.poll() is None:  # noqa: ASYNC110 - a Popen has no awaitable exit
                 await asyncio.sleep(0.02)
     except TimeoutError:
         return False

@@ -14,6 +14,7 @@ traverse get o+x (search only), see :func:`.ports.grant_traverse`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg 0.32 ships no type hints
+import asyncpg  # asyncpg 0.32 ships no type hints
 
 from .ports import (
     InfraError,
@@ -281,10 +282,9 @@ class PostgresServer:
         if proc is None:
             return
         signal_group(proc, signal.SIGKILL)
-        try:
+        # Unkillable (D state) is possible; the next start will report it.
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            pass  # unkillable (D state); the next start will report it
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -7,22 +7,37 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import asyncpg
-
 from orrery.events import Envelope, Event
 
 
 class Projection(Protocol):
-    name: str
-    """Unique within the schema, a subject token (``boards``)."""
-    version: int
-    """Bump when the rows it writes change meaning: the runner rebuilds it at start."""
-    schema: str
-    """The owning service's Postgres schema (``canvas``)."""
-    stream: str
-    subjects: Sequence[str]
-    """JetStream filter subjects the projection reads."""
-    tables: Sequence[str]
-    """Every table it owns, unqualified."""
+    @property
+    def name(self) -> str:
+        """Unique within the schema, a subject token (``boards``)."""
+        ...
+
+    @property
+    def version(self) -> int:
+        """Bump when the rows it writes change meaning: the runner rebuilds it at start."""
+        ...
+
+    @property
+    def schema(self) -> str:
+        """The owning service's Postgres schema (``canvas``)."""
+        ...
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def subjects(self) -> Sequence[str]:
+        """JetStream filter subjects the projection reads."""
+        ...
+
+    @property
+    def tables(self) -> Sequence[str]:
+        """Every table it owns, unqualified."""
+        ...
 
     def ddl(self, schema: str) -> Sequence[str]:
         """CREATE statements for its tables inside ``schema``."""

@@ -4,7 +4,6 @@ the projection's rows, so a redelivered event is recognised and skipped."""
 from __future__ import annotations
 
 import asyncpg
-
 from orrery.runtime.projections.base import Projection
 
 TABLE = "orrery_projections"

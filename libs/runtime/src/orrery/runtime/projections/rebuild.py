@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-
 from orrery.events import Envelope, Event, Registry, codec
 from orrery.runtime.errors import RuntimeFailure
 from orrery.runtime.projections import checkpoints

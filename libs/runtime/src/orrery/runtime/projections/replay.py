@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
-
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from orrery.runtime.errors import InfrastructureError
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 
@@ -41,54 +40,52 @@ async def replay(
     reports nothing pending."""
     if until <= after:
         return
-    opts: dict[str, object] = {}
-    if after > 0:
-        opts = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": after + 1}
-    subject = filter_subjects[0] if len(filter_subjects) == 1 else ">"
-    sub = await js.subscribe(
-        subject, stream=stream, ordered_consumer=True, pending_msgs_limit=-1,
-        pending_bytes_limit=-1, **opts  # type: ignore[arg-type]
+    # js.subscribe takes no start sequence or filter list itself: they go in the config.
+    config = ConsumerConfig(
+        filter_subjects=list(filter_subjects) if len(filter_subjects) > 1 else None,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
+        opt_start_seq=after + 1 if after else None,
     )
-    pending: list[Msg] = []
+    sub = await js.subscribe(
+        filter_subjects[0], stream=stream, config=config, ordered_consumer=True,
+        pending_msgs_limit=-1, pending_bytes_limit=-1,
+    )
     try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=idle_timeout)
-            except nats.errors.TimeoutError:
-                info = await asyncio.wait_for(sub.consumer_info(), 5.0)
-                if info.num_pending == 0:
-                    break
-                continue
-            seq = msg.metadata.sequence.stream
-            if seq > until:
-                break
-            if len(filter_subjects) == 1 or _matches(msg.subject, filter_subjects):
-                pending.append(msg)
-            if on_progress is not None and seq % batch == 0:
-                on_progress(seq, until)
-            if len(pending) >= batch or seq >= until or msg.metadata.num_pending == 0:
-                if pending:
-                    yield pending
-                    pending = []
-                if seq >= until or msg.metadata.num_pending == 0:
-                    break
-        if pending:
-            yield pending
+        async for msgs in _batches(sub, until, batch, idle_timeout, on_progress):
+            yield msgs
         if on_progress is not None:
             on_progress(until, until)
     finally:
         await sub.unsubscribe()
 
 
-def _matches(subject: str, filters: Sequence[str]) -> bool:
-    tokens = subject.split(".")
-    return any(_match(tokens, f.split(".")) for f in filters)
-
-
-def _match(tokens: list[str], pattern: list[str]) -> bool:
-    for i, p in enumerate(pattern):
-        if p == ">":
-            return len(tokens) > i
-        if i >= len(tokens) or (p != "*" and p != tokens[i]):
-            return False
-    return len(tokens) == len(pattern)
+async def _batches(
+    sub: JetStreamContext.PushSubscription,
+    until: int,
+    batch: int,
+    idle_timeout: float,
+    on_progress: Callable[[int, int], None] | None,
+) -> AsyncIterator[list[Msg]]:
+    pending: list[Msg] = []
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=idle_timeout)
+        except nats.errors.TimeoutError:
+            info = await asyncio.wait_for(sub.consumer_info(), 5.0)
+            if info.num_pending == 0:
+                break
+            continue
+        seq = msg.metadata.sequence.stream
+        if seq > until:
+            break
+        pending.append(msg)
+        if on_progress is not None and seq % batch == 0:
+            on_progress(seq, until)
+        last = seq >= until or msg.metadata.num_pending == 0
+        if pending and (len(pending) >= batch or last):
+            yield pending
+            pending = []
+        if last:
+            break
+    if pending:
+        yield pending

@@ -10,6 +10,7 @@ tracking position claimed by one processor)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
 from orrery.events import Envelope, Event, Registry, codec, subjects
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 from orrery.runtime.projections import checkpoints
@@ -131,10 +131,8 @@ class ProjectionRunner:
             found = await checkpoints.read(conn, p)
         self.last_seq = found[1] if found else 0
         name = consumer_name(p)
-        try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
             await self.js.delete_consumer(p.stream, name)
-        except nats.js.errors.NotFoundError:
-            pass
         start: dict[str, object] = {"deliver_policy": DeliverPolicy.ALL}
         if self.last_seq > 0:
             start = {

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-
 from orrery.events import Envelope, Event
 
 

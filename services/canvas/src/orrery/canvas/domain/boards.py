@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from orrery.events import Event
 from orrery.events.canvas import BoardCreated, BoardRenamed, CreateBoard, RenameBoard
 from orrery.events.errors import Rejection
-from orrery.runtime.commands.handling import Aggregate, Deps
+from orrery.runtime.decider import Aggregate, Deps
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_NAME = 200
@@ -44,10 +44,12 @@ def decide_create(command: CreateBoard, state: Board, deps: Deps) -> Sequence[Ev
     if not SLUG.fullmatch(command.slug):
         raise Rejection(
             "board.invalid_slug",
-            "a slug is 1 to 64 lowercase letters, digits and dashes, starting with a letter or digit",
+            "a slug is 1 to 64 lowercase letters, digits and dashes,"
+            " starting with a letter or digit",
             {"slug": command.slug},
         )
-    return [BoardCreated(board_id=command.board_id, name=_valid_name(command.name), slug=command.slug)]
+    name = _valid_name(command.name)
+    return [BoardCreated(board_id=command.board_id, name=name, slug=command.slug)]
 
 
 def decide_rename(command: RenameBoard, state: Board, deps: Deps) -> Sequence[Event]:

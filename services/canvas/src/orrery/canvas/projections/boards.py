@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-
 from orrery.events import Envelope, Event, subjects
 from orrery.events.canvas import BoardCreated, BoardRenamed
 

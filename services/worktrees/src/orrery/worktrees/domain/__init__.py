@@ -1,0 +1,1 @@
+"""Worktrees domain: pure decide/evolve functions (arrive with the worktrees issue). No I/O here."""
