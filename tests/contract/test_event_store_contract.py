@@ -26,8 +26,11 @@ def meta(
     actor: str = "system", correlation_id: str | None = None, causation_id: str | None = None
 ) -> EventMeta:
     return EventMeta(
-        event_id=ids.new(), occurred_at=datetime.now(UTC), actor=actor,
-        correlation_id=correlation_id, causation_id=causation_id,
+        event_id=ids.new(),
+        occurred_at=datetime.now(UTC),
+        actor=actor,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
     )
 
 
@@ -64,12 +67,18 @@ def subject(unique: str) -> str:
 
 async def test_append_then_load_returns_events_in_order(store: EventStore, subject: str) -> None:
     first = await store.append(
-        subject, BoardCreated(board_id="b1", name="One", slug="one"),
-        expected_seq=0, msg_id="m1", meta=meta(actor="ada", correlation_id="c1"),
+        subject,
+        BoardCreated(board_id="b1", name="One", slug="one"),
+        expected_seq=0,
+        msg_id="m1",
+        meta=meta(actor="ada", correlation_id="c1"),
     )
     second = await store.append(
-        subject, BoardRenamed(board_id="b1", name="Uno"),
-        expected_seq=first.sequence, msg_id="m2", meta=meta(causation_id="cmd-1"),
+        subject,
+        BoardRenamed(board_id="b1", name="Uno"),
+        expected_seq=first.sequence,
+        msg_id="m2",
+        meta=meta(causation_id="cmd-1"),
     )
     loaded = await store.load(subject)
     assert [e.event for e in loaded] == [
@@ -92,13 +101,19 @@ async def test_unknown_subject_loads_empty(store: EventStore, subject: str) -> N
 
 async def test_stale_expected_sequence_raises_conflict(store: EventStore, subject: str) -> None:
     first = await store.append(
-        subject, BoardCreated(board_id="b1", name="One", slug="one"),
-        expected_seq=0, msg_id="m1", meta=meta(),
+        subject,
+        BoardCreated(board_id="b1", name="One", slug="one"),
+        expected_seq=0,
+        msg_id="m1",
+        meta=meta(),
     )
     with pytest.raises(ConcurrencyConflict) as caught:
         await store.append(
-            subject, BoardRenamed(board_id="b1", name="x"),
-            expected_seq=0, msg_id="m2", meta=meta(),
+            subject,
+            BoardRenamed(board_id="b1", name="x"),
+            expected_seq=0,
+            msg_id="m2",
+            meta=meta(),
         )
     assert caught.value.code == "store.conflict"
     assert caught.value.actual == first.sequence
@@ -107,13 +122,19 @@ async def test_stale_expected_sequence_raises_conflict(store: EventStore, subjec
 
 async def test_expected_zero_means_subject_must_be_empty(store: EventStore, subject: str) -> None:
     await store.append(
-        subject, BoardCreated(board_id="b1", name="One", slug="one"),
-        expected_seq=0, msg_id="m1", meta=meta(),
+        subject,
+        BoardCreated(board_id="b1", name="One", slug="one"),
+        expected_seq=0,
+        msg_id="m1",
+        meta=meta(),
     )
     with pytest.raises(ConcurrencyConflict):
         await store.append(
-            subject, BoardCreated(board_id="b1", name="Two", slug="two"),
-            expected_seq=0, msg_id="m2", meta=meta(),
+            subject,
+            BoardCreated(board_id="b1", name="Two", slug="two"),
+            expected_seq=0,
+            msg_id="m2",
+            meta=meta(),
         )
 
 
@@ -131,19 +152,24 @@ async def test_same_msg_id_twice_stores_one_event(store: EventStore, subject: st
 async def test_no_expected_sequence_skips_the_check(store: EventStore, subject: str) -> None:
     for i in range(3):
         await store.append(
-            subject, BoardRenamed(board_id="b1", name=f"n{i}"),
-            expected_seq=None, msg_id=f"m{i}", meta=meta(),
+            subject,
+            BoardRenamed(board_id="b1", name=f"n{i}"),
+            expected_seq=None,
+            msg_id=f"m{i}",
+            meta=meta(),
         )
     assert [e.event.name for e in await store.load(subject)] == ["n0", "n1", "n2"]  # type: ignore[attr-defined]
 
 
 async def test_subjects_are_independent(store: EventStore, unique: str) -> None:
     a, b = f"c{unique}.evt.board.a", f"c{unique}.evt.board.b"
-    await store.append(a, BoardCreated(board_id="a", name="A", slug="a"),
-                       expected_seq=0, msg_id="ma", meta=meta())
+    await store.append(
+        a, BoardCreated(board_id="a", name="A", slug="a"), expected_seq=0, msg_id="ma", meta=meta()
+    )
     # b is still empty, so expected 0 is right for it even though the stream moved on.
-    await store.append(b, BoardCreated(board_id="b", name="B", slug="b"),
-                       expected_seq=0, msg_id="mb", meta=meta())
+    await store.append(
+        b, BoardCreated(board_id="b", name="B", slug="b"), expected_seq=0, msg_id="mb", meta=meta()
+    )
     assert [e.event.board_id for e in await store.load(a)] == ["a"]  # type: ignore[attr-defined]
     assert [e.event.board_id for e in await store.load(b)] == ["b"]  # type: ignore[attr-defined]
 
@@ -161,8 +187,11 @@ async def test_concurrent_writers_accepted_equals_stored(store: EventStore, subj
                 last = await store.last_sequence(subject)
                 try:
                     result = await store.append(
-                        subject, BoardRenamed(board_id="b1", name=f"w{w}-{i}"),
-                        expected_seq=last, msg_id=f"w{w}-{i}", meta=meta(),
+                        subject,
+                        BoardRenamed(board_id="b1", name=f"w{w}-{i}"),
+                        expected_seq=last,
+                        msg_id=f"w{w}-{i}",
+                        meta=meta(),
                     )
                 except ConcurrencyConflict:
                     conflicts += 1
@@ -182,11 +211,26 @@ async def test_retry_after_others_wrote_is_a_conflict(store: EventStore, subject
     """A retry whose first attempt landed but was followed by someone else's event cannot be
     told apart from a stale write by the store: it conflicts, and the command loop's reload
     finds the landed event by its causation id."""
-    first = await store.append(subject, BoardCreated(board_id="b1", name="A", slug="a"),
-                               expected_seq=0, msg_id="mine", meta=meta())
-    await store.append(subject, BoardRenamed(board_id="b1", name="B"),
-                       expected_seq=first.sequence, msg_id="theirs", meta=meta())
+    first = await store.append(
+        subject,
+        BoardCreated(board_id="b1", name="A", slug="a"),
+        expected_seq=0,
+        msg_id="mine",
+        meta=meta(),
+    )
+    await store.append(
+        subject,
+        BoardRenamed(board_id="b1", name="B"),
+        expected_seq=first.sequence,
+        msg_id="theirs",
+        meta=meta(),
+    )
     with pytest.raises(ConcurrencyConflict):
-        await store.append(subject, BoardCreated(board_id="b1", name="A", slug="a"),
-                           expected_seq=0, msg_id="mine", meta=meta())
+        await store.append(
+            subject,
+            BoardCreated(board_id="b1", name="A", slug="a"),
+            expected_seq=0,
+            msg_id="mine",
+            meta=meta(),
+        )
     assert len(await store.load(subject)) == 2

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from nats.js import JetStreamContext
 from orrery.canvas.main import HANDLERS
-from orrery.events import EventMeta, codec, default_registry, subjects
+from orrery.events import EventMeta, TraceContext, codec, default_registry, subjects
 from orrery.events.canvas import CreateBoard
 from orrery.events.common import CommandRejected
 from orrery.events.errors import DecodingError, Rejection
@@ -30,10 +30,18 @@ async def _fresh_context(js: JetStreamContext) -> None:
     await topology.ensure_context(js, "canvas")
 
 
+TRACE = TraceContext(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+
+
 async def _send(js: JetStreamContext, command: CreateBoard) -> None:
-    meta = EventMeta(event_id=command.command_id, occurred_at=datetime.now(UTC), actor="ada")
-    await js.publish(subjects.command_subject("canvas", "CreateBoard"), codec.encode(command),
-                     headers=codec.command_headers(command, meta))
+    meta = EventMeta(
+        event_id=command.command_id, occurred_at=datetime.now(UTC), actor="ada", trace=TRACE
+    )
+    await js.publish(
+        subjects.command_subject("canvas", "CreateBoard"),
+        codec.encode(command),
+        headers=codec.command_headers(command, meta),
+    )
 
 
 async def _run_until(consumer: CommandConsumer, check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
@@ -74,6 +82,9 @@ async def test_accepted_rejected_and_duplicate_commands(
     await _run_until(consumer, done)
     board = await store.load(subjects.event_subject("canvas", "board", "b1"))
     assert len(board) == 1 and board[0].causation_id == "cmd-1"
+    # One request, one trace: the event continues the command's trace id.
+    assert board[0].trace.traceparent is not None
+    assert board[0].trace.traceparent.split("-")[1] == TRACE.traceparent.split("-")[1]  # type: ignore[union-attr]
     [rejection] = await store.load(subjects.rejection_subject("canvas", "cmd-2"))
     assert isinstance(rejection.event, CommandRejected)
     assert rejection.event.code == "board.exists"
@@ -84,11 +95,18 @@ async def test_accepted_rejected_and_duplicate_commands(
 async def test_undecodable_command_is_dead_lettered_and_rejected(
     js: JetStreamContext, consumer: CommandConsumer
 ) -> None:
-    headers = {codec.H_TYPE: "canvas.CreateBoard", codec.H_VERSION: "1",
-               codec.H_MSG_ID: "cmd-bad", codec.H_EVENT_ID: "x",
-               codec.H_OCCURRED_AT: datetime.now(UTC).isoformat()}
-    await js.publish(subjects.command_subject("canvas", "CreateBoard"),
-                     b'{"type":"canvas.CreateBoard","board_id":7}', headers=headers)
+    headers = {
+        codec.H_TYPE: "canvas.CreateBoard",
+        codec.H_VERSION: "1",
+        codec.H_MSG_ID: "cmd-bad",
+        codec.H_EVENT_ID: "x",
+        codec.H_OCCURRED_AT: datetime.now(UTC).isoformat(),
+    }
+    await js.publish(
+        subjects.command_subject("canvas", "CreateBoard"),
+        b'{"type":"canvas.CreateBoard","board_id":7}',
+        headers=headers,
+    )
     store = consumer.bus.store
 
     async def rejected() -> list:  # type: ignore[type-arg]
@@ -96,8 +114,9 @@ async def test_undecodable_command_is_dead_lettered_and_rejected(
 
     [rejection] = await _run_until(consumer, rejected)
     assert rejection.event.code == "events.decoding"
-    dlq = await js.get_last_msg(subjects.dead_letter_stream("canvas"),
-                                subjects.dead_letter_subject("canvas", "CreateBoard"))
+    dlq = await js.get_last_msg(
+        subjects.dead_letter_stream("canvas"), subjects.dead_letter_subject("canvas", "CreateBoard")
+    )
     assert dlq.data == b'{"type":"canvas.CreateBoard","board_id":7}'
     assert dlq.headers and dlq.headers["Orrery-Dead-Letter-Reason"] == "events.decoding"
 

@@ -129,9 +129,7 @@ async def test_nats_missing_binary(tmp_path: Path) -> None:
     assert "no-such-nats-server" in str(info.value)
 
 
-def test_find_nats_binary_absent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_find_nats_binary_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InfraError) as info:

@@ -96,8 +96,7 @@ def test_up_is_healthy_quickly_and_stops_cleanly(tmp_path: Path, mode: list[str]
 
 def test_status_when_not_running(tmp_path: Path) -> None:
     env = {**os.environ, "ORRERY_HOME": str(tmp_path)}
-    result = subprocess.run([ORRERY, "status"], env=env, capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run([ORRERY, "status"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "not running" in result.stdout
 
@@ -105,8 +104,11 @@ def test_status_when_not_running(tmp_path: Path) -> None:
 def test_service_alone_needs_urls(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORRERY_")}
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "orrery-canvas")], env=env, capture_output=True,
-        text=True, timeout=30,
+        [str(Path(sys.executable).parent / "orrery-canvas")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "ORRERY_NATS_URL" in result.stderr

@@ -24,8 +24,9 @@ EXISTING = Board(exists=True, name="Main", slug="main")
 
 
 def test_create_on_a_fresh_board() -> None:
-    events = decide_create(CreateBoard(command_id="c", board_id="b", name="Main", slug="main"),
-                           Board(), DEPS)
+    events = decide_create(
+        CreateBoard(command_id="c", board_id="b", name="Main", slug="main"), Board(), DEPS
+    )
     assert events == [BoardCreated(board_id="b", name="Main", slug="main")]
 
 
@@ -48,8 +49,9 @@ def test_create_refusals(state: Board, name: str, slug: str, code: str) -> None:
 def test_rename_unknown_board_is_refused_and_same_name_is_a_no_op() -> None:
     with pytest.raises(Rejection, match="no board"):
         decide_rename(RenameBoard(command_id="c", board_id="b", name="x"), Board(), DEPS)
-    assert decide_rename(RenameBoard(command_id="c", board_id="b", name="Main"), EXISTING,
-                         DEPS) == []
+    assert (
+        decide_rename(RenameBoard(command_id="c", board_id="b", name="Main"), EXISTING, DEPS) == []
+    )
 
 
 @given(st.lists(st.text(min_size=1, max_size=20).filter(str.strip), max_size=10))

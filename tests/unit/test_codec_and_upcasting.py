@@ -49,13 +49,20 @@ META = EventMeta(
 def test_round_trip_keeps_body_and_envelope() -> None:
     event = Renamed(name="n", by="me")
     envelope = codec.decode_event(
-        registry(), headers=codec.event_headers(event, META), body=codec.encode(event),
-        stream="S", subject="test.evt.x.1", sequence=7,
+        registry(),
+        headers=codec.event_headers(event, META),
+        body=codec.encode(event),
+        stream="S",
+        subject="test.evt.x.1",
+        sequence=7,
     )
     assert envelope.event == event
     assert (envelope.type, envelope.version, envelope.sequence) == ("test.Renamed", 3, 7)
     assert (envelope.actor, envelope.correlation_id, envelope.causation_id) == (
-        "ada", "corr", "cause")
+        "ada",
+        "corr",
+        "cause",
+    )
     assert envelope.trace == META.trace
     assert envelope.occurred_at == META.occurred_at
 
@@ -63,9 +70,11 @@ def test_round_trip_keeps_body_and_envelope() -> None:
 def test_old_versions_are_upcast_at_read_time() -> None:
     r = registry()
     assert codec.decode_body(r, "test.Renamed", 1, b'{"type":"test.Renamed","title":"t"}') == (
-        Renamed(name="t", by="unknown"))
+        Renamed(name="t", by="unknown")
+    )
     assert codec.decode_body(r, "test.Renamed", 2, b'{"type":"test.Renamed","name":"n"}') == (
-        Renamed(name="n", by="unknown"))
+        Renamed(name="n", by="unknown")
+    )
 
 
 def test_a_newer_version_than_the_reader_is_a_clear_error() -> None:
@@ -90,8 +99,7 @@ def test_unknown_type_and_missing_headers() -> None:
     with pytest.raises(UnknownEventType):
         codec.decode_body(registry(), "test.Nope", 1, b"{}")
     with pytest.raises(DecodingError, match="no Orrery-Type header"):
-        codec.decode_event(registry(), headers={}, body=b"{}", stream="S", subject="s",
-                           sequence=1)
+        codec.decode_event(registry(), headers={}, body=b"{}", stream="S", subject="s", sequence=1)
 
 
 def test_unknown_fields_from_newer_writers_are_ignored() -> None:

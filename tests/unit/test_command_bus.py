@@ -32,7 +32,8 @@ BOARD = subjects.event_subject("canvas", "board", "b1")
 async def test_accepted_command_appends_events_caused_by_it() -> None:
     store = InMemoryEventStore()
     outcome = await bus(store).execute(
-        CreateBoard(command_id="c1", board_id="b1", name=" Main ", slug="main"), META)
+        CreateBoard(command_id="c1", board_id="b1", name=" Main ", slug="main"), META
+    )
     assert outcome is Outcome.ACCEPTED
     [stored] = await store.load(BOARD)
     assert stored.event == BoardCreated(board_id="b1", name="Main", slug="main")
@@ -49,8 +50,11 @@ async def test_domain_refusal_is_a_rejection_with_a_code() -> None:
     await b.reject("c2", "canvas.CreateBoard", caught.value, META)
     [rejected] = await store.load(subjects.rejection_subject("canvas", "c2"))
     assert rejected.event == CommandRejected(
-        command_id="c2", command_type="canvas.CreateBoard", code="board.exists",
-        message="board b1 already exists")
+        command_id="c2",
+        command_type="canvas.CreateBoard",
+        code="board.exists",
+        message="board b1 already exists",
+    )
 
 
 async def test_redelivered_command_is_not_applied_twice() -> None:
@@ -76,13 +80,19 @@ async def test_conflict_is_retried_with_a_fresh_load() -> None:
         nonlocal raced
         if not raced:  # another writer lands between our load and our append
             raced = True
-            await real_append(BOARD, BoardRenamed(board_id="b1", name="Other"),
-                              expected_seq=None, msg_id="other", meta=META)
+            await real_append(
+                BOARD,
+                BoardRenamed(board_id="b1", name="Other"),
+                expected_seq=None,
+                msg_id="other",
+                meta=META,
+            )
         return await real_append(*args, **kwargs)
 
     store.append = racing_append  # type: ignore[method-assign]
     assert await b.execute(RenameBoard(command_id="c2", board_id="b1", name="Mine"), META) is (
-        Outcome.ACCEPTED)
+        Outcome.ACCEPTED
+    )
     assert [e.event.name for e in await store.load(BOARD)][1:] == ["Other", "Mine"]  # type: ignore[attr-defined]
 
 

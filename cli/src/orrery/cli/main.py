@@ -44,8 +44,7 @@ def status() -> None:
         console.print(f"Orrery is not running (ORRERY_HOME={settings.home}).")
         raise typer.Exit(1)
     up_for = time.time() - running.started_at.timestamp()
-    console.print(f"Orrery {running.url}  pid {running.pid}  mode {running.mode}  "
-                  f"up {up_for:.0f}s")
+    console.print(f"Orrery {running.url}  pid {running.pid}  mode {running.mode}  up {up_for:.0f}s")
     console.print(f"NATS {running.nats_url}   PostgreSQL {running.database_url}")
     health = _healthz(running.url) or {}
     table = Table("component", "ok", "detail")
@@ -57,8 +56,11 @@ def status() -> None:
     assert isinstance(services, dict)
     for name, part in services.items():
         pid = running.processes.get(name)
-        table.add_row(f"{name}" + (f" (pid {pid})" if pid else ""), _ok(part.get("ok")),
-                      str(part.get("detail", "")))
+        table.add_row(
+            f"{name}" + (f" (pid {pid})" if pid else ""),
+            _ok(part.get("ok")),
+            str(part.get("detail", "")),
+        )
     console.print(table)
     if health.get("status") != "ok":
         raise typer.Exit(1)

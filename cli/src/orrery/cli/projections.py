@@ -31,7 +31,8 @@ def _find(name: str) -> Projection:
     if len(matches) == 1:
         return matches[0]
     raise ConfigurationError(
-        f"no projection {name!r}" + (" (ambiguous)" if matches else "")
+        f"no projection {name!r}"
+        + (" (ambiguous)" if matches else "")
         + f"; known: {', '.join(sorted(found))}"
     )
 
@@ -41,8 +42,9 @@ def list_() -> None:
     """Every projection, its version, stream and tables."""
     table = Table("projection", "version", "stream", "subjects", "tables")
     for name, p in sorted(all_projections(settings_mod.load()).items()):
-        table.add_row(name, str(p.version), p.stream, ", ".join(p.subjects),
-                      ", ".join(p.tables) or "—")
+        table.add_row(
+            name, str(p.version), p.stream, ", ".join(p.subjects), ", ".join(p.tables) or "—"
+        )
     console.print(table)
 
 
@@ -68,8 +70,12 @@ def status() -> None:
                 elif stored[0] != p.version:
                     state = "needs rebuild"
                 table.add_row(
-                    name, str(p.version), str(stored[0]) if stored else "—",
-                    str(stored[1]) if stored else "—", lag, state,
+                    name,
+                    str(p.version),
+                    str(stored[0]) if stored else "—",
+                    str(stored[1]) if stored else "—",
+                    lag,
+                    state,
                 )
         console.print(table)
 
@@ -85,8 +91,11 @@ def rebuild_(name: str = typer.Argument(help="projection, e.g. canvas.boards")) 
         async with connections(settings_mod.load()) as (js, pool):
             with Progress(
                 TextColumn(f"rebuilding {projection.schema}.{projection.name}"),
-                BarColumn(), MofNCompleteColumn(), TextColumn("stream seq"),
-                TimeRemainingColumn(), console=console,
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("stream seq"),
+                TimeRemainingColumn(),
+                console=console,
             ) as progress:
                 task = progress.add_task("replay", total=None)
 

@@ -91,7 +91,10 @@ async def _in_process(settings: Settings, nats_url: str, db_url: str, stop: asyn
         for factory in SERVICES.values():
             tg.create_task(
                 run_service(
-                    factory(settings), nats_url, db_url, stop,
+                    factory(settings),
+                    nats_url,
+                    db_url,
+                    stop,
                     heartbeat_interval=settings.heartbeat_interval,
                 )
             )
@@ -111,7 +114,10 @@ async def _separate(
         for name in SERVICES:
             with (settings.home / "logs" / f"{name}.log").open("ab") as log:
                 children[name] = await asyncio.create_subprocess_exec(
-                    str(bin_dir / f"orrery-{name}"), env=env, stdout=log, stderr=log,
+                    str(bin_dir / f"orrery-{name}"),
+                    env=env,
+                    stdout=log,
+                    stderr=log,
                     start_new_session=True,
                 )
         on_spawned({name: child.pid for name, child in children.items()})
@@ -159,8 +165,10 @@ async def _announce_when_healthy(url: str, t0: float, say: Say, stop: asyncio.Ev
     while not stop.is_set():
         body = await asyncio.to_thread(_healthz, url)
         if body and body.get("status") == "ok":
-            say(f"Orrery is up at {url}  (healthy {time.monotonic() - t0:.1f}s after start;"
-                " Ctrl-C stops everything)")
+            say(
+                f"Orrery is up at {url}  (healthy {time.monotonic() - t0:.1f}s after start;"
+                " Ctrl-C stops everything)"
+            )
             return
         await asyncio.sleep(0.1)
 
@@ -173,8 +181,12 @@ async def up(settings: Settings, *, separate: bool, say: Say) -> None:
     url = f"http://{settings.host}:{settings.port}"
     async with _infrastructure(settings, say) as (nats_url, db_url):
         stack = state.StackState(
-            pid=os.getpid(), started_at=datetime.now(UTC), url=url, nats_url=nats_url,
-            database_url=db_url, mode="separate" if separate else "single",
+            pid=os.getpid(),
+            started_at=datetime.now(UTC),
+            url=url,
+            nats_url=nats_url,
+            database_url=db_url,
+            mode="separate" if separate else "single",
         )
         state.write(settings.home, stack)
 

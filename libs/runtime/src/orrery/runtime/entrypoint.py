@@ -38,7 +38,10 @@ def run_standalone(spec_factory: Callable[[Settings], ServiceSpec]) -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
         await run_service(
-            spec_factory(settings), nats_url, database_url, stop,
+            spec_factory(settings),
+            nats_url,
+            database_url,
+            stop,
             heartbeat_interval=settings.heartbeat_interval,
         )
 

@@ -18,7 +18,5 @@ def create_app(monitor: HealthMonitor, web_dir: Path | None) -> Litestar:
 
     handlers: list[ControllerRouterHandler] = [healthz]
     if web_dir is not None and (web_dir / "index.html").is_file():
-        handlers.append(
-            create_static_files_router(path="/", directories=[web_dir], html_mode=True)
-        )
+        handlers.append(create_static_files_router(path="/", directories=[web_dir], html_mode=True))
     return Litestar(route_handlers=handlers, openapi_config=None, logging_config=None)

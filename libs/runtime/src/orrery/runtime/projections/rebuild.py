@@ -58,7 +58,11 @@ async def _replay_into(
     """Apply events ``after < seq <= until`` to the tables in ``schema``; returns the count."""
     count = 0
     async for msgs in replay(
-        js, projection.stream, projection.subjects, after=after, until=until,
+        js,
+        projection.stream,
+        projection.subjects,
+        after=after,
+        until=until,
         on_progress=on_progress,
     ):
         events = _decode(registry, msgs)
@@ -92,8 +96,15 @@ async def rebuild(
                 await conn.execute(statement)
             target = await stream_last_seq(js, p.stream)
             count = await _replay_into(
-                conn, js, p, registry, scratch, after=0, until=target,
-                on_progress=on_progress, transaction_per_batch=True,
+                conn,
+                js,
+                p,
+                registry,
+                scratch,
+                after=0,
+                until=target,
+                on_progress=on_progress,
+                transaction_per_batch=True,
             )
             count += await _switch(conn, js, p, registry, scratch, rebuilt=target)
         finally:
@@ -116,8 +127,15 @@ async def _switch(
         extra = 0
         if live > rebuilt:  # the live runner got further while we replayed: catch up
             extra = await _replay_into(
-                conn, js, p, registry, scratch, after=rebuilt, until=live,
-                on_progress=None, transaction_per_batch=False,
+                conn,
+                js,
+                p,
+                registry,
+                scratch,
+                after=rebuilt,
+                until=live,
+                on_progress=None,
+                transaction_per_batch=False,
             )
             rebuilt = live
         for table in p.tables:

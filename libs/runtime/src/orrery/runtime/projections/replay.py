@@ -47,8 +47,12 @@ async def replay(
         opt_start_seq=after + 1 if after else None,
     )
     sub = await js.subscribe(
-        filter_subjects[0], stream=stream, config=config, ordered_consumer=True,
-        pending_msgs_limit=-1, pending_bytes_limit=-1,
+        filter_subjects[0],
+        stream=stream,
+        config=config,
+        ordered_consumer=True,
+        pending_msgs_limit=-1,
+        pending_bytes_limit=-1,
     )
     try:
         async for msgs in _batches(sub, until, batch, idle_timeout, on_progress):

@@ -179,7 +179,10 @@ class ProjectionRunner:
                 self.state, self.error = "stalled", repr(exc)
                 log.error(
                     "projection %s.%s stalled at seq %s: %r",
-                    p.schema, p.name, msgs[0].metadata.sequence.stream, exc,
+                    p.schema,
+                    p.name,
+                    msgs[0].metadata.sequence.stream,
+                    exc,
                 )
                 if await _sleep_unless(stop, delay):
                     return

@@ -43,12 +43,22 @@ class BoardsProjection:
         for env in events:
             match env.event:
                 case BoardCreated(board_id=bid, name=name, slug=slug):
-                    created[bid] = [bid, name, slug, env.actor, env.occurred_at,
-                                    env.occurred_at, env.sequence]
+                    created[bid] = [
+                        bid,
+                        name,
+                        slug,
+                        env.actor,
+                        env.occurred_at,
+                        env.occurred_at,
+                        env.sequence,
+                    ]
                 case BoardRenamed(board_id=bid, name=name):
                     if bid in created:
                         created[bid][1], created[bid][5], created[bid][6] = (
-                            name, env.occurred_at, env.sequence)
+                            name,
+                            env.occurred_at,
+                            env.sequence,
+                        )
                     else:
                         renamed[bid] = (name, env.occurred_at, env.sequence)
         if created:
