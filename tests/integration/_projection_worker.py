@@ -96,7 +96,9 @@ async def main() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     nc = await bus.connect(env["WORKER_NATS_URL"], f"projection-worker-{os.getpid()}")
     pool = await asyncpg.create_pool(
-        env["WORKER_DATABASE_URL"], min_size=1, max_size=3,
+        env["WORKER_DATABASE_URL"],
+        min_size=1,
+        max_size=3,
         # lets the test see when the sessions of a killed worker are gone
         server_settings={"application_name": f"projection-worker-{os.getpid()}"},
     )

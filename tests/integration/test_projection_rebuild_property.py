@@ -24,7 +24,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.js import JetStreamContext
-
 from orrery.canvas.projections.boards import BoardsProjection
 from orrery.events import Envelope, Event, EventMeta, default_registry
 from orrery.events.canvas import BoardCreated, BoardRenamed
@@ -57,7 +56,9 @@ async def fresh_stream(js: JetStreamContext, tok: str) -> tuple[str, str]:
     stream, prefix = f"REBUILD_{tok}", f"r{tok}"
     await js.add_stream(
         dataclasses.replace(
-            event_stream_config("canvas"), name=stream, subjects=[f"{prefix}.evt.>"],
+            event_stream_config("canvas"),
+            name=stream,
+            subjects=[f"{prefix}.evt.>"],
             description="rebuild test",
         )
     )
@@ -80,7 +81,8 @@ class Step:
     actor: str
 
 
-Row = tuple[object, ...]
+Row = tuple[str, str, str, str, datetime, datetime, int]
+"""board_id, name, slug, created_by, created_at, updated_at, last_seq"""
 
 
 class Log:
@@ -96,8 +98,11 @@ class Log:
     async def append(self, step: Step) -> int:
         meta = EventMeta(event_id=ids.new(), occurred_at=datetime.now(UTC), actor=step.actor)
         result = await self.store.append(
-            f"{self.prefix}.evt.{step.kind}.{step.aggregate_id}", step.event,
-            expected_seq=None, msg_id=meta.event_id, meta=meta,
+            f"{self.prefix}.evt.{step.kind}.{step.aggregate_id}",
+            step.event,
+            expected_seq=None,
+            msg_id=meta.event_id,
+            meta=meta,
         )
         assert not result.duplicate
         seq, at = result.sequence, meta.occurred_at
@@ -119,10 +124,10 @@ class Log:
 
 async def table_rows(pool: asyncpg.Pool, schema: str) -> list[Row]:
     rows = await pool.fetch(
-        f'SELECT board_id, name, slug, created_by, created_at, updated_at, last_seq'
+        f"SELECT board_id, name, slug, created_by, created_at, updated_at, last_seq"
         f' FROM "{schema}".boards ORDER BY board_id'
     )
-    return [tuple(r) for r in rows]
+    return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
 
 async def checkpoint(pool: asyncpg.Pool, p: Projection) -> tuple[int, int] | None:
@@ -162,9 +167,11 @@ async def stop_runner(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
 
 # --- 1. the property ---------------------------------------------------------------------------
 
-names = st.text(alphabet=string.ascii_letters + " -éß", min_size=1, max_size=10).map(
-    str.strip
-).filter(bool)
+names = (
+    st.text(alphabet=string.ascii_letters + " -éß", min_size=1, max_size=10)
+    .map(str.strip)
+    .filter(bool)
+)
 ops = st.lists(
     st.tuples(
         st.sampled_from(("create", "rename", "rename", "other")),
@@ -180,7 +187,7 @@ def valid_steps(raw: Sequence[tuple[str, str, str, str]]) -> list[Step]:
     """What the Board aggregate would have emitted: create only a new board, rename only an
     existing one to a different name; ``other`` is an event of another aggregate kind."""
     names_now: dict[str, str] = {}
-    steps = []
+    steps: list[Step] = []
     for op, bid, name, actor in raw:
         if op == "create" and bid not in names_now:
             names_now[bid] = name
@@ -270,14 +277,21 @@ class GatedBoards(BoardsProjection):
 def history(boards: int, renames: int, tag: str) -> list[Step]:
     """Creates for ``boards`` fresh ids, then ``renames`` renames spread over them."""
     steps = [
-        Step("board", f"{tag}{i}",
-             BoardCreated(board_id=f"{tag}{i}", name=f"{tag} {i}", slug=f"{tag}-{i}"),
-             ACTORS[i % len(ACTORS)])
+        Step(
+            "board",
+            f"{tag}{i}",
+            BoardCreated(board_id=f"{tag}{i}", name=f"{tag} {i}", slug=f"{tag}-{i}"),
+            ACTORS[i % len(ACTORS)],
+        )
         for i in range(boards)
     ]
     steps += [
-        Step("board", f"{tag}{i % boards}",
-             BoardRenamed(board_id=f"{tag}{i % boards}", name=f"{tag} {i % boards} v{i}"), "ada")
+        Step(
+            "board",
+            f"{tag}{i % boards}",
+            BoardRenamed(board_id=f"{tag}{i % boards}", name=f"{tag} {i % boards} v{i}"),
+            "ada",
+        )
         for i in range(renames)
     ]
     return steps
@@ -345,7 +359,8 @@ async def test_rebuild_while_the_live_runner_applies_concurrent_appends(
         assert await checkpoint(pool, rebuilt) == (rebuilt.version, log.last_seq)
         assert await pool.fetchval(
             f'SELECT rebuilt_at IS NOT NULL FROM "{rebuilt.schema}".orrery_projections'
-            " WHERE name = $1", rebuilt.name,
+            " WHERE name = $1",
+            rebuilt.name,
         )
     finally:
         await js.delete_stream(stream)
