@@ -30,12 +30,18 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 web/dist/index.html: web/node_modules/.installed $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts
 	$(NPM) run build
 
+# Browser tests drive Debian's Chromium (Playwright cannot download a browser here).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+/usr/bin/chromium:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-liberation >/dev/null
+
 install: .venv/.synced web/node_modules/.installed ## install Python and web dependencies (idempotent)
 
 up: install web/dist/index.html ## run the product: NATS, PostgreSQL, all services and the UI
 	.venv/bin/orrery up $(ARGS)
 
-test: install ## run every test tier (installs what the tests need first)
+test: install web/dist/index.html /usr/bin/chromium ## run every test tier (installs what the tests need first)
 	@scripts/test-tier all
 	$(NPM) test
 
@@ -49,7 +55,7 @@ test-replay: .venv/.synced ## recorded event logs replayed through projections
 	@scripts/test-tier replay
 test-system: .venv/.synced ## the whole stack as processes
 	@scripts/test-tier system
-test-browser: .venv/.synced ## Playwright against Debian's Chromium
+test-browser: install web/dist/index.html /usr/bin/chromium ## Playwright against Debian's Chromium
 	@scripts/test-tier browser
 test-web: web/node_modules/.installed ## front-end unit tests (Vitest)
 	$(NPM) test

@@ -70,9 +70,20 @@ def _ok(value: object) -> str:
     return "[green]yes[/]" if value is True else "[red]no[/]"
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
 def run() -> None:
+    """Entry point: known failures become one clear line each, not a traceback."""
     try:
         app()
-    except RuntimeFailure as exc:
-        console.print(f"[red]error:[/] {exc.message}")
+    except (RuntimeFailure, BaseExceptionGroup) as exc:
+        leaves = _leaves(exc)
+        if not all(isinstance(leaf, RuntimeFailure) for leaf in leaves):
+            raise
+        for leaf in leaves:
+            console.print(f"[red]error:[/] {getattr(leaf, 'message', leaf)}")
         sys.exit(2)
