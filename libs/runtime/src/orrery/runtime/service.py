@@ -29,6 +29,9 @@ from orrery.runtime.projections.runner import PG_UNAVAILABLE, ProjectionRunner
 
 log = logging.getLogger(__name__)
 
+# A replica in standby waits for the projection lock another replica holds: that is healthy.
+HEALTHY_STATES = frozenset({"running", "standby"})
+
 
 @dataclass
 class Wiring:
@@ -80,7 +83,10 @@ async def run_service(
     pool = await create_pool(database_url)
     try:
         js = nc.jetstream()
-        await topology.ensure_context(js, spec.context)
+        try:
+            await topology.ensure_context(js, spec.context)
+        except NATS_UNAVAILABLE as exc:
+            raise InfrastructureError(f"cannot create {spec.context} streams: {exc!r}") from exc
         store = JetStreamEventStore(js, subjects.event_stream(spec.context), registry=spec.registry)
         runners = [ProjectionRunner(pool, js, p, spec.registry) for p in spec.projections]
         wiring = Wiring(nc, js, pool, store, runners, clock.now())
@@ -122,7 +128,7 @@ async def heartbeat(
             detail="; ".join(
                 f"{r.projection.name}: {r.state} {r.error}".strip()
                 for r in wiring.runners
-                if r.state != "running"
+                if r.state not in HEALTHY_STATES
             ),
         )
         try:
