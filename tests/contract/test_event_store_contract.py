@@ -26,7 +26,6 @@ def meta(
     actor: str = "system", correlation_id: str | None = None, causation_id: str | None = None
 ) -> EventMeta:
     return EventMeta(
-        event_id=ids.new(),
         occurred_at=datetime.now(UTC),
         actor=actor,
         correlation_id=correlation_id,

@@ -34,9 +34,7 @@ TRACE = TraceContext(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0b
 
 
 async def _send(js: JetStreamContext, command: CreateBoard) -> None:
-    meta = EventMeta(
-        event_id=command.command_id, occurred_at=datetime.now(UTC), actor="ada", trace=TRACE
-    )
+    meta = EventMeta(occurred_at=datetime.now(UTC), actor="ada", trace=TRACE)
     await js.publish(
         subjects.command_subject("canvas", "CreateBoard"),
         codec.encode(command),
@@ -99,7 +97,6 @@ async def test_undecodable_command_is_dead_lettered_and_rejected(
         codec.H_TYPE: "canvas.CreateBoard",
         codec.H_VERSION: "1",
         codec.H_MSG_ID: "cmd-bad",
-        codec.H_EVENT_ID: "x",
         codec.H_OCCURRED_AT: datetime.now(UTC).isoformat(),
     }
     await js.publish(

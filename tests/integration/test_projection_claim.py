@@ -27,7 +27,7 @@ async def append_boards(store: JetStreamEventStore, prefix: str, names: range) -
             BoardCreated(board_id=f"b{i}", name=f"n{i}", slug=f"s{i}"),
             expected_seq=0,
             msg_id=f"m{i}",
-            meta=EventMeta(event_id=ids.new(), occurred_at=datetime.now(UTC)),
+            meta=EventMeta(occurred_at=datetime.now(UTC)),
         )
 
 

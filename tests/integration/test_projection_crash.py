@@ -78,7 +78,7 @@ async def setup(js: JetStreamContext, unique: str) -> AsyncIterator[Setup]:
                         BoardCreated(board_id=f"b{i}", name=f"Board {i}", slug=f"board-{i}"),
                         expected_seq=0,
                         msg_id=f"{unique}-{i}",
-                        meta=EventMeta(event_id=ids.new(), occurred_at=datetime.now(UTC)),
+                        meta=EventMeta(occurred_at=datetime.now(UTC)),
                     )
                     for i in range(start, min(start + 200, EVENTS))
                 )

@@ -96,12 +96,12 @@ class Log:
         self.last_board_seq = 0
 
     async def append(self, step: Step) -> int:
-        meta = EventMeta(event_id=ids.new(), occurred_at=datetime.now(UTC), actor=step.actor)
+        meta = EventMeta(occurred_at=datetime.now(UTC), actor=step.actor)
         result = await self.store.append(
             f"{self.prefix}.evt.{step.kind}.{step.aggregate_id}",
             step.event,
             expected_seq=None,
-            msg_id=meta.event_id,
+            msg_id=ids.new(),
             meta=meta,
         )
         assert not result.duplicate

@@ -23,7 +23,7 @@ async def send(nats_url: str, board_id: str) -> None:
     command = CreateBoard(
         command_id=f"cmd-{board_id}", board_id=board_id, name=board_id, slug=board_id
     )
-    meta = EventMeta(event_id=command.command_id, occurred_at=datetime.now(UTC))
+    meta = EventMeta(occurred_at=datetime.now(UTC))
     async with asyncio.timeout(30):
         while True:
             try:

@@ -37,7 +37,6 @@ def registry() -> Registry:
 
 
 META = EventMeta(
-    event_id="e-1",
     occurred_at=datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
     actor="ada",
     correlation_id="corr",
@@ -50,13 +49,14 @@ def test_round_trip_keeps_body_and_envelope() -> None:
     event = Renamed(name="n", by="me")
     envelope = codec.decode_event(
         registry(),
-        headers=codec.event_headers(event, META),
+        headers={**codec.event_headers(event, META), codec.H_MSG_ID: "e-1"},
         body=codec.encode(event),
         stream="S",
         subject="test.evt.x.1",
         sequence=7,
     )
     assert envelope.event == event
+    assert envelope.event_id == "e-1"  # the event's id is its idempotency key
     assert (envelope.type, envelope.version, envelope.sequence) == ("test.Renamed", 3, 7)
     assert (envelope.actor, envelope.correlation_id, envelope.causation_id) == (
         "ada",
@@ -98,8 +98,19 @@ def test_bad_bodies_raise_decoding_errors(body: bytes) -> None:
 def test_unknown_type_and_missing_headers() -> None:
     with pytest.raises(UnknownEventType):
         codec.decode_body(registry(), "test.Nope", 1, b"{}")
-    with pytest.raises(DecodingError, match="no Orrery-Type header"):
-        codec.decode_event(registry(), headers={}, body=b"{}", stream="S", subject="s", sequence=1)
+    with pytest.raises(DecodingError, match="no Orrery-Type, Orrery-Occurred-At"):
+        codec.decode_event(
+            registry(),
+            headers={"Orrery-Version": "1", "Nats-Msg-Id": "e"},
+            body=b"{}",
+            stream="S",
+            subject="s",
+            sequence=1,
+        )
+    with pytest.raises(DecodingError, match="no headers"):
+        codec.decode_event(
+            registry(), headers=None, body=b"{}", stream="S", subject="s", sequence=1
+        )
 
 
 def test_unknown_fields_from_newer_writers_are_ignored() -> None:

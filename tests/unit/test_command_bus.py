@@ -25,7 +25,7 @@ def bus(store: InMemoryEventStore) -> CommandBus:
     return CommandBus("canvas", store, HANDLERS, FixedClock(), UUID7())
 
 
-META = EventMeta(event_id="cmd-meta", occurred_at=datetime(2026, 11, 22, tzinfo=UTC), actor="ada")
+META = EventMeta(occurred_at=datetime(2026, 11, 22, tzinfo=UTC), actor="ada")
 BOARD = subjects.event_subject("canvas", "board", "b1")
 
 

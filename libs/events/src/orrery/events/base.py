@@ -44,9 +44,10 @@ class TraceContext(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class EventMeta(msgspec.Struct, frozen=True, kw_only=True):
-    """What the writer knows about an event besides its body."""
+    """What the writer knows about an event besides its body. (Its id is the idempotency key
+    given to the append, stored as ``Nats-Msg-Id``: appending the same id twice stores one
+    event, as in KurrentDB.)"""
 
-    event_id: str
     occurred_at: datetime
     actor: str = "system"
     correlation_id: str | None = None

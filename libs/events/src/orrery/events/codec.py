@@ -19,7 +19,6 @@ H_MSG_ID: Final = "Nats-Msg-Id"
 H_EXPECTED_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 H_TYPE: Final = "Orrery-Type"
 H_VERSION: Final = "Orrery-Version"
-H_EVENT_ID: Final = "Orrery-Event-Id"
 H_OCCURRED_AT: Final = "Orrery-Occurred-At"
 H_ACTOR: Final = "Orrery-Actor"
 H_CORRELATION: Final = "Orrery-Correlation-Id"
@@ -46,7 +45,6 @@ def _headers(tag: str, version: int, meta: EventMeta) -> dict[str, str]:
     headers = {
         H_TYPE: tag,
         H_VERSION: str(version),
-        H_EVENT_ID: meta.event_id,
         H_OCCURRED_AT: meta.occurred_at.isoformat(),
         H_ACTOR: meta.actor,
     }
@@ -109,29 +107,44 @@ def decode_event(
     subject: str,
     sequence: int,
 ) -> Envelope[Event]:
-    tag = _header(headers, H_TYPE)
+    # The hot path of every replay: plain dict lookups, one decode, one struct.
+    if not headers:
+        raise DecodingError("message has no headers")
+    get = headers.get
+    tag, version_text, occurred_text, event_id = (
+        get(H_TYPE),
+        get(H_VERSION),
+        get(H_OCCURRED_AT),
+        get(H_MSG_ID),
+    )
+    if tag is None or version_text is None or occurred_text is None or event_id is None:
+        missing = [h for h in (H_TYPE, H_VERSION, H_OCCURRED_AT, H_MSG_ID) if h not in headers]
+        raise DecodingError(f"message has no {', '.join(missing)} header")
     try:
-        version = int(_header(headers, H_VERSION))
-        occurred_at = datetime.fromisoformat(_header(headers, H_OCCURRED_AT))
+        version = int(version_text)
+        occurred_at = datetime.fromisoformat(occurred_text)
     except ValueError as exc:
         raise DecodingError(f"bad envelope header: {exc}") from exc
-    assert headers is not None  # _header checked
+    traceparent = get(H_TRACEPARENT)
     return Envelope(
         event=decode_body(registry, tag, version, body),
-        event_id=_header(headers, H_EVENT_ID),
+        event_id=event_id,
         type=tag,
         version=version,
         stream=stream,
         subject=subject,
         sequence=sequence,
         occurred_at=occurred_at,
-        actor=headers.get(H_ACTOR, "system"),
-        correlation_id=headers.get(H_CORRELATION),
-        causation_id=headers.get(H_CAUSATION),
-        trace=TraceContext(
-            traceparent=headers.get(H_TRACEPARENT), tracestate=headers.get(H_TRACESTATE)
-        ),
+        actor=get(H_ACTOR, "system"),
+        correlation_id=get(H_CORRELATION),
+        causation_id=get(H_CAUSATION),
+        trace=_NO_TRACE
+        if traceparent is None
+        else TraceContext(traceparent=traceparent, tracestate=get(H_TRACESTATE)),
     )
+
+
+_NO_TRACE = TraceContext()
 
 
 def decode_command(registry: Registry, headers: dict[str, str] | None, body: bytes) -> Command:
@@ -154,7 +167,6 @@ def meta_from_headers(headers: dict[str, str] | None) -> EventMeta:
     except ValueError as exc:
         raise DecodingError(f"bad {H_OCCURRED_AT} header: {exc}") from exc
     return EventMeta(
-        event_id=_header(h, H_EVENT_ID),
         occurred_at=occurred,
         actor=h.get(H_ACTOR, "system"),
         correlation_id=h.get(H_CORRELATION),

@@ -66,9 +66,10 @@ def render_catalogue(registry: Registry) -> str:
         "every body is in [`events.schema.json`](events.schema.json).",
         "",
         "Every message body is the JSON of the struct, with its wire tag in `type`. Envelope",
-        "metadata travels in NATS headers: `Orrery-Type`, `Orrery-Version`, `Orrery-Event-Id`,",
+        "metadata travels in NATS headers: `Nats-Msg-Id` (the event id, which is also its",
+        "idempotency key; for a command, its `command_id`), `Orrery-Type`, `Orrery-Version`,",
         "`Orrery-Occurred-At`, `Orrery-Actor`, `Orrery-Correlation-Id`, `Orrery-Causation-Id`,",
-        "`traceparent`, `tracestate`; commands also carry `Nats-Msg-Id` = `command_id`.",
+        "`traceparent`, `tracestate`.",
         "",
     ]
     shared = [c for c in registry.events().values() if wire_tag(c).startswith("orrery.")]

@@ -2,21 +2,53 @@
 
 from __future__ import annotations
 
+import re
+
 import nats
 from nats.aio.client import Client
 from orrery.runtime.errors import InfrastructureError
 
+_SPACE = re.compile(r"\s")
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips, as nats-py does
 
-async def connect(url: str, name: str, *, connect_timeout: float = 5.0) -> Client:
+
+class OrreryClient(Client):
+    """nats-py's client with a faster header parser.
+
+    Every stored event carries about ten headers, and nats-py 2.16 checks each header name for
+    whitespace one character at a time through a generator: a third of the cost of reading a
+    message. This parser gives the same result (tested against the original for parity) with one
+    regex search per name. Pinned to nats-py 2.16, whose private hook it overrides.
+    """
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        out: dict[str, str] = {}
+        # One decode for the block: lines split on CRLF never cut a UTF-8 sequence, so this
+        # equals decoding each value; names must be ASCII without inner whitespace.
+        for line in raw.decode("utf-8", "replace").split("\r\n"):
+            name, sep, value = line.partition(":")
+            if not sep:
+                continue
+            key = name.strip(_ASCII_SPACE)
+            if not key.isascii() or _SPACE.search(key):
+                continue
+            out[key] = value.strip(_ASCII_SPACE)
+        return out
+
+
+async def connect(url: str, name: str, *, connect_timeout: int = 5) -> Client:
     """Connect and keep reconnecting for ever: a NATS restart is survived, not fatal."""
+    client = OrreryClient()
     try:
-        return await nats.connect(
+        await client.connect(
             url,
             name=name,
             connect_timeout=connect_timeout,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; int in the stubs only
             allow_reconnect=True,
         )
     except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
         raise InfrastructureError(f"cannot reach NATS at {url}: {exc!r}") from exc
+    return client

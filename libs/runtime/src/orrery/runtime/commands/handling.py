@@ -90,7 +90,6 @@ class CommandBus:
     def event_meta(self, command: Command, meta: EventMeta) -> EventMeta:
         here = tracing.current()  # the handler's span, when a tracer is configured
         return EventMeta(
-            event_id=self.ids.new(),
             occurred_at=self.clock.now(),
             actor=meta.actor,
             correlation_id=meta.correlation_id or command.command_id,
@@ -115,14 +114,13 @@ class CommandBus:
             message=getattr(error, "message", str(error)),
             detail=msgspec.to_builtins(detail) if detail else {},
         )
-        base = meta or EventMeta(event_id=self.ids.new(), occurred_at=self.clock.now())
+        base = meta or EventMeta(occurred_at=self.clock.now())
         await self.store.append(
             subjects.rejection_subject(self.context, command_id),
             rejected,
             expected_seq=None,
             msg_id=f"{command_id}:rejected",
             meta=EventMeta(
-                event_id=self.ids.new(),
                 occurred_at=self.clock.now(),
                 actor=base.actor,
                 correlation_id=base.correlation_id or command_id,

@@ -33,7 +33,7 @@ class InMemoryEventStore:
             raise ConcurrencyConflict(subject, expected_seq, last)
         envelope = Envelope(
             event=event,
-            event_id=meta.event_id,
+            event_id=msg_id,
             type=wire_tag(type(event)),
             version=type(event).VERSION,
             stream=self.stream,

@@ -41,26 +41,18 @@ class BoardsProjection:
         created: dict[str, list[object]] = {}
         renamed: dict[str, tuple[str, datetime, int]] = {}
         for env in events:
-            match env.event:
-                case BoardCreated(board_id=bid, name=name, slug=slug):
-                    created[bid] = [
-                        bid,
-                        name,
-                        slug,
-                        env.actor,
-                        env.occurred_at,
-                        env.occurred_at,
-                        env.sequence,
-                    ]
-                case BoardRenamed(board_id=bid, name=name):
-                    if bid in created:
-                        created[bid][1], created[bid][5], created[bid][6] = (
-                            name,
-                            env.occurred_at,
-                            env.sequence,
-                        )
-                    else:
-                        renamed[bid] = (name, env.occurred_at, env.sequence)
+            event = env.event
+            if type(event) is BoardCreated:  # exact types: the hot loop of every rebuild
+                created[event.board_id] = [
+                    event.board_id, event.name, event.slug, env.actor,
+                    env.occurred_at, env.occurred_at, env.sequence,
+                ]  # fmt: skip
+            elif type(event) is BoardRenamed:
+                row = created.get(event.board_id)
+                if row is not None:
+                    row[1], row[5], row[6] = event.name, env.occurred_at, env.sequence
+                else:
+                    renamed[event.board_id] = (event.name, env.occurred_at, env.sequence)
         if created:
             await conn.executemany(
                 f'INSERT INTO "{schema}".boards VALUES ($1, $2, $3, $4, $5, $6, $7)'
