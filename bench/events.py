@@ -249,7 +249,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--events", type=int, default=5_000, help="events per round")
     parser.add_argument("--quick", action="store_true", help="CI size: 1,000 events per round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per side (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per side (median)")
     args = parser.parse_args()
     count = 1_000 if args.quick else args.events
     if count < 1 or args.rounds < 1:
