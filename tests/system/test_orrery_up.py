@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,10 +11,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import psutil
 import pytest
+from orrery.events import EventMeta, codec, subjects
+from orrery.events.canvas import CreateBoard
+from orrery.runtime import bus
 from orrery.runtime.infra.ports import free_port
 
 pytestmark = pytest.mark.system
@@ -112,3 +118,73 @@ def test_service_alone_needs_urls(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "ORRERY_NATS_URL" in result.stderr
+
+
+async def create_boards(nats_url: str, board_ids: list[str]) -> None:
+    nc = await bus.connect(nats_url, "system-test")
+    try:
+        for board_id in board_ids:
+            command = CreateBoard(
+                command_id=f"cmd-{board_id}", board_id=board_id, name=board_id, slug=board_id
+            )
+            await nc.jetstream().publish(
+                subjects.command_subject("canvas", "CreateBoard"),
+                codec.encode(command),
+                headers=codec.command_headers(command, EventMeta(occurred_at=datetime.now(UTC))),
+            )
+    finally:
+        await nc.close()
+
+
+async def board_rows(db_url: str, expect: int) -> list[tuple[object, ...]]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                rows = await conn.fetch("SELECT * FROM canvas.boards ORDER BY board_id")
+                if len(rows) >= expect:
+                    return [tuple(r) for r in rows]
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+def orrery(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ORRERY, *args],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_projection_commands_against_a_running_stack(tmp_path: Path) -> None:
+    """list, status and rebuild as an operator runs them; a rebuild keeps the rows."""
+    proc, env = start(tmp_path / "home")
+    try:
+        wait_healthy(proc, int(env["ORRERY_PORT"]), timeout=30)
+        listed = orrery(env, "projections", "list")
+        assert listed.returncode == 0, listed.stderr
+        for name in ("canvas.boards", "sessions.log", "worktrees.log", "gateway.log"):
+            assert name in listed.stdout
+
+        status = orrery(env, "projections", "status")
+        assert status.returncode == 0, status.stderr
+        assert "canvas.boards" in status.stdout and "running" in status.stdout
+
+        nats_url = f"nats://127.0.0.1:{env['ORRERY_NATS_PORT']}"
+        db_url = f"postgresql://postgres@127.0.0.1:{env['ORRERY_POSTGRES_PORT']}/orrery"
+        asyncio.run(create_boards(nats_url, ["b1", "b2", "b3"]))
+        before = asyncio.run(board_rows(db_url, expect=3))
+
+        rebuilt = orrery(env, "projections", "rebuild", "canvas.boards")
+        assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+        assert "rebuilt canvas.boards from 3 events" in rebuilt.stdout
+        assert asyncio.run(board_rows(db_url, expect=3)) == before
+
+        unknown = orrery(env, "projections", "rebuild", "nope")
+        assert unknown.returncode == 2
+        assert "no projection 'nope'" in unknown.stdout
+    finally:
+        stop(proc)
