@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
-from orrery.events import subjects
 from orrery.gateway.app import create_app
 from orrery.gateway.health import HealthMonitor
 from orrery.runtime.entrypoint import run_standalone
@@ -74,14 +73,7 @@ def spec(settings: Settings) -> ServiceSpec:
         name="gateway",
         context="gateway",
         handlers={},
-        projections=[
-            TrackingProjection(
-                name="log",
-                schema="gateway",
-                stream=subjects.event_stream("gateway"),
-                subjects=(subjects.event_subjects("gateway"),),
-            )
-        ],
+        projections=[TrackingProjection.log_of("gateway")],
         extras=[serve_http(settings)],
     )
 

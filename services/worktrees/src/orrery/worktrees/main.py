@@ -6,7 +6,6 @@ projection over its event stream, so the plumbing is live from the start.
 
 from __future__ import annotations
 
-from orrery.events import subjects
 from orrery.runtime.entrypoint import run_standalone
 from orrery.runtime.projections.tracking import TrackingProjection
 from orrery.runtime.service import ServiceSpec
@@ -18,14 +17,7 @@ def spec(settings: Settings) -> ServiceSpec:
         name="worktrees",
         context="worktrees",
         handlers={},
-        projections=[
-            TrackingProjection(
-                name="log",
-                schema="worktrees",
-                stream=subjects.event_stream("worktrees"),
-                subjects=(subjects.event_subjects("worktrees"),),
-            )
-        ],
+        projections=[TrackingProjection.log_of("worktrees")],
     )
 
 

@@ -124,12 +124,18 @@ class JetStreamEventStore:
         return out
 
     def decode(self, msg: Msg) -> Envelope[Event]:
-        meta = msg.metadata
-        return codec.decode_event(
-            self._registry,
-            headers=msg.headers,
-            body=msg.data,
-            stream=meta.stream,
-            subject=msg.subject,
-            sequence=meta.sequence.stream,
-        )
+        return decode_msg(self._registry, msg)
+
+
+def decode_msg(registry: Registry, msg: Msg) -> Envelope[Event]:
+    """A JetStream message as an envelope: the body decoded (and upcast), the metadata from its
+    headers, and where it sits in the stream."""
+    meta = msg.metadata
+    return codec.decode_event(
+        registry,
+        headers=msg.headers,
+        body=msg.data,
+        stream=meta.stream,
+        subject=msg.subject,
+        sequence=meta.sequence.stream,
+    )

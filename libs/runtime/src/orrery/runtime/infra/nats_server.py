@@ -15,10 +15,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from .ports import (
+    ChildServer,
     InfraError,
     free_port,
     log_since,
@@ -51,7 +50,7 @@ def find_nats_binary() -> Path:
     return Path(found)
 
 
-class NatsServer:
+class NatsServer(ChildServer):
     """A single-node NATS server with JetStream storing under ``data_dir``.
 
     Ports given as 0 are chosen once, on the first start, and kept, so a server
@@ -92,14 +91,6 @@ class NatsServer:
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self._port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _command(self, binary: Path) -> list[str]:
         store_dir = self.data_dir / "jetstream"
@@ -195,28 +186,6 @@ class NatsServer:
         if not await wait_exit(proc, grace):
             signal_group(proc, signal.SIGKILL)
             await wait_exit(proc, 5.0)
-
-    def kill(self) -> None:
-        """SIGKILL right away, as a crash would; reaps the process."""
-        proc = self._proc
-        if proc is None:
-            return
-        signal_group(proc, signal.SIGKILL)
-        # The process is our child, so after SIGKILL this returns promptly.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5.0)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 def _quote(value: str) -> str:

@@ -18,10 +18,13 @@ import socket
 import stat
 import subprocess
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from orrery.runtime.errors import RuntimeFailure
 
 __all__ = [
+    "ChildServer",
     "InfraError",
     "free_port",
     "grant_traverse",
@@ -212,3 +215,46 @@ def run_captured(
         group=user.pw_gid if user else None,
         extra_groups=[] if user else None,
     )
+
+
+class ChildServer:
+    """What both embedded servers share: one child process, in its own process group, that a
+    test or ``orrery up`` can stop cleanly, kill as a crash would, and start again."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL the whole group right away, as a crash would; reaps the process."""
+        proc = self._proc
+        if proc is None:
+            return
+        signal_group(proc, signal.SIGKILL)
+        # Our child, so this returns promptly (unless stuck in D state: the next start says so).
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5.0)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -14,7 +14,6 @@ traverse get o+x (search only), see :func:`.ports.grant_traverse`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import os
 import pwd
@@ -22,12 +21,11 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import asyncpg  # asyncpg 0.32 ships no type hints
 
 from .ports import (
+    ChildServer,
     InfraError,
     free_port,
     grant_traverse,
@@ -60,7 +58,7 @@ def find_pg_bin_dir() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
-class PostgresServer:
+class PostgresServer(ChildServer):
     """A PostgreSQL cluster in ``data_dir``, served on ``host:port`` over TCP.
 
     A port given as 0 is chosen on the first start and kept for restarts.
@@ -102,14 +100,6 @@ class PostgresServer:
     @property
     def url(self) -> str:
         return f"postgresql://postgres@{self.host}:{self._port}/{self.database}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _binary(self, name: str) -> Path:
         path = (self._bin_dir or find_pg_bin_dir()) / name
@@ -264,25 +254,3 @@ class PostgresServer:
         if not await wait_exit(proc, grace):
             signal_group(proc, signal.SIGKILL)
             await wait_exit(proc, 5.0)
-
-    def kill(self) -> None:
-        """SIGKILL postmaster and backends at once, as a crash would."""
-        proc = self._proc
-        if proc is None:
-            return
-        signal_group(proc, signal.SIGKILL)
-        # Unkillable (D state) is possible; the next start will report it.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5.0)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import asyncpg
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from orrery.events import Envelope, Event, Registry, codec
+from orrery.events import Envelope, Event, Registry
 from orrery.runtime.errors import RuntimeFailure
+from orrery.runtime.eventstore.jetstream import decode_msg
 from orrery.runtime.projections import checkpoints
 from orrery.runtime.projections.base import Projection
 from orrery.runtime.projections.replay import replay, stream_last_seq
@@ -58,20 +58,6 @@ def scratch_schema(projection: Projection) -> str:
     return f"{projection.schema}__rebuild_{projection.name}"[:63]
 
 
-def _decode(registry: Registry, msgs: Sequence[Msg]) -> list[Envelope[Event]]:
-    return [
-        codec.decode_event(
-            registry,
-            headers=m.headers,
-            body=m.data,
-            stream=m.metadata.stream,
-            subject=m.subject,
-            sequence=m.metadata.sequence.stream,
-        )
-        for m in msgs
-    ]
-
-
 async def _replay_into(
     conn: asyncpg.Connection,
     js: JetStreamContext,
@@ -110,7 +96,7 @@ async def _replay_into(
                 until=until,
                 on_progress=on_progress,
             ):
-                events = _decode(registry, msgs)
+                events = [decode_msg(registry, m) for m in msgs]
                 count += len(events)
                 await _put(ready, events, writer)
         finally:

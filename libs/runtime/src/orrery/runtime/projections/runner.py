@@ -21,8 +21,8 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from orrery.events import Envelope, Event, Registry, codec, subjects
-from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
+from orrery.events import Envelope, Event, Registry, subjects
+from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
 from orrery.runtime.projections import checkpoints
 from orrery.runtime.projections.base import Projection
 from orrery.runtime.projections.rebuild import rebuild
@@ -40,17 +40,6 @@ PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 def consumer_name(projection: Projection) -> str:
     return f"proj-{subjects.token(projection.schema)}-{subjects.token(projection.name)}"
-
-
-def decode(registry: Registry, msg: Msg) -> Envelope[Event]:
-    return codec.decode_event(
-        registry,
-        headers=msg.headers,
-        body=msg.data,
-        stream=msg.metadata.stream,
-        subject=msg.subject,
-        sequence=msg.metadata.sequence.stream,
-    )
 
 
 async def apply_batch(
@@ -169,7 +158,7 @@ class ProjectionRunner:
         delay = 0.2
         while True:
             try:
-                events = [decode(self.registry, m) for m in msgs]
+                events = [decode_msg(self.registry, m) for m in msgs]
                 async with self.pool.acquire() as conn:
                     await apply_batch(conn, p, p.schema, events)
                 break

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-from orrery.events import Envelope, Event
+from orrery.events import Envelope, Event, subjects
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,16 @@ class TrackingProjection:
     subjects: Sequence[str]
     version: int = 1
     tables: Sequence[str] = ()
+
+    @classmethod
+    def log_of(cls, ctx: str) -> TrackingProjection:
+        """``<ctx>.log``: the checkpoint over a whole context's event stream."""
+        return cls(
+            name="log",
+            schema=ctx,
+            stream=subjects.event_stream(ctx),
+            subjects=(subjects.event_subjects(ctx),),
+        )
 
     def ddl(self, schema: str) -> Sequence[str]:
         return ()
