@@ -42,8 +42,8 @@ up: install web/dist/index.html ## run the product: NATS, PostgreSQL, all servic
 	.venv/bin/orrery up $(ARGS)
 
 test: install web/dist/index.html /usr/bin/chromium ## run every test tier (installs what the tests need first)
-	@scripts/test-tier all
 	$(NPM) test
+	@scripts/test-tier all
 
 test-unit: .venv/.synced ## unit tests (no I/O)
 	@scripts/test-tier unit
