@@ -17,6 +17,7 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -87,6 +88,22 @@ def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not yet zombies (from Linux's /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -246,6 +263,13 @@ class ChildServer:
         # Our child, so this returns promptly (unless stuck in D state: the next start says so).
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5.0)
+        # The leader's children (PostgreSQL's backends) die a moment later; a server started on
+        # the same data before they are gone finds its shared memory still attached and refuses.
+        deadline = time.monotonic() + 5.0
+        while live_group_members(proc.pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.01)
 
     async def __aenter__(self) -> Self:
         await self.start()
