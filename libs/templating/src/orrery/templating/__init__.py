@@ -1,0 +1,1 @@
+"""One template language everywhere: Jinja2 sandboxed, StrictUndefined, one context shape."""
