@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 from orrery.templating import RepoCtx, TemplateContext, WorktreeCtx, render
+from orrery.worktrees.domain.agor import convert_agor_yml, handlebars_to_jinja
 from orrery.worktrees.domain.config import (
     ConfigError,
     DockerConfig,
     EnvironmentConfig,
     HealthCheck,
     RepoConfig,
-    convert_agor_yml,
-    handlebars_to_jinja,
     parse_repo_config,
 )
 
