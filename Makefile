@@ -36,12 +36,17 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-liberation >/dev/null
 
+# The Docker environment runner is tested against podman's Docker-compatible API (no engine here).
+/usr/bin/podman:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq podman runc busybox-static >/dev/null
+
 install: .venv/.synced web/node_modules/.installed ## install Python and web dependencies (idempotent)
 
 up: install web/dist/index.html ## run the product: NATS, PostgreSQL, all services and the UI
 	.venv/bin/orrery up $(ARGS)
 
-test: install web/dist/index.html /usr/bin/chromium ## run every test tier (installs what the tests need first)
+test: install web/dist/index.html /usr/bin/chromium /usr/bin/podman ## run every test tier (installs what the tests need first)
 	$(NPM) test
 	@scripts/test-tier all
 
@@ -49,7 +54,7 @@ test-unit: .venv/.synced ## unit tests (no I/O)
 	@scripts/test-tier unit
 test-contract: .venv/.synced ## contract tests: event store contract, golden fixtures
 	@scripts/test-tier contract
-test-integration: .venv/.synced ## adapters against real NATS and PostgreSQL
+test-integration: .venv/.synced /usr/bin/podman ## adapters against real NATS and PostgreSQL
 	@scripts/test-tier integration
 test-replay: .venv/.synced ## recorded event logs replayed through projections
 	@scripts/test-tier replay
