@@ -29,11 +29,13 @@ __all__ = [
     "InfraError",
     "free_port",
     "grant_traverse",
+    "group_alive",
     "log_since",
     "log_size",
     "port_is_free",
     "run_captured",
     "signal_group",
+    "signal_pgid",
     "tail",
     "unprivileged_user",
     "wait_exit",
@@ -86,24 +88,42 @@ def signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     """
     if proc.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+    signal_pgid(proc.pid, sig)
 
 
-def live_group_members(pgid: int) -> list[int]:
-    """Processes of group ``pgid`` that are not yet zombies (from Linux's /proc)."""
-    members = []
-    for entry in Path("/proc").iterdir():
+def group_alive(pgid: int) -> bool:
+    """True while process group ``pgid`` has a live (non-zombie) member.
+
+    Zombies count as gone: their memory is released, and whether they are reaped depends on who
+    PID 1 is. Linux's /proc is read where it exists, else ``killpg(pgid, 0)`` answers.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # exited while we looked
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] not in {"Z", "X"}:
+            return True
+    return False
+
+
+def signal_pgid(pgid: int, sig: signal.Signals) -> None:
+    """Signal a process group, even one whose leader has exited; a gone group is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -266,9 +286,8 @@ class ChildServer:
         # The leader's children (PostgreSQL's backends) die a moment later; a server started on
         # the same data before they are gone finds its shared memory still attached and refuses.
         deadline = time.monotonic() + 5.0
-        while live_group_members(proc.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        while group_alive(proc.pid) and time.monotonic() < deadline:
+            signal_pgid(proc.pid, signal.SIGKILL)
             time.sleep(0.01)
 
     async def __aenter__(self) -> Self:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orrery.runtime.infra.ports import group_alive, signal_pgid
+
 log = logging.getLogger(__name__)
 
 SHELL = "/bin/sh"
@@ -104,36 +106,6 @@ class RollingLog:
 
     def close(self) -> None:
         self._file.close()
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while the process group has a live (non-zombie) member."""
-    proc = Path("/proc")
-    if proc.is_dir():
-        for entry in proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if len(fields) >= 3 and fields[2] == str(pgid) and fields[0] not in {"Z", "X"}:
-                return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 @dataclass(eq=False)
@@ -360,7 +332,7 @@ class ProcessRunner:
             return
         pgid = process.pid
         if rc != 0:
-            _signal_group(pgid, signal.SIGKILL)  # no orphans left behind by a failed start
+            signal_pgid(pgid, signal.SIGKILL)  # no orphans left behind by a failed start
             await self._drain_reader(e, 1.0)
             if e.stopping:
                 return
@@ -368,7 +340,7 @@ class ProcessRunner:
             await self._set_state(e, EnvState.ERROR, f"exited with code {rc}\n{last}".strip())
             self._close_log(e)
             return
-        while await asyncio.to_thread(_group_alive, pgid):
+        while await asyncio.to_thread(group_alive, pgid):
             await asyncio.sleep(_GROUP_POLL_S)
             if e.stopping:
                 return
@@ -382,7 +354,7 @@ class ProcessRunner:
         try:
             async with asyncio.timeout(timeout_s):
                 # Polling: a process group's end has no notification to wait on.
-                while await asyncio.to_thread(_group_alive, pgid):  # noqa: ASYNC110
+                while await asyncio.to_thread(group_alive, pgid):  # noqa: ASYNC110
                     await asyncio.sleep(_POLL_S)
         except TimeoutError:
             return False
@@ -410,7 +382,7 @@ class ProcessRunner:
                 log.warning("stop command of %s exited with code %s", e.env_id, rc)
         except TimeoutError:
             log.warning("stop command of %s timed out; killing it", e.env_id)
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_pgid(proc.pid, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._kill_wait_s):
                     await proc.wait()
@@ -438,11 +410,11 @@ class ProcessRunner:
             except OSError as exc:
                 log.warning("stop command of %s failed to run: %s", e.env_id, exc)
         elif process is not None:
-            _signal_group(process.pid, signal.SIGTERM)
+            signal_pgid(process.pid, signal.SIGTERM)
         if process is not None:
             pgid = process.pid
             if not await self._wait_group_gone(pgid, grace_s):
-                _signal_group(pgid, signal.SIGKILL)
+                signal_pgid(pgid, signal.SIGKILL)
                 await self._wait_group_gone(pgid, self._kill_wait_s)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._kill_wait_s):
@@ -474,7 +446,7 @@ class ProcessRunner:
     async def _release(self, e: _Env) -> None:
         """Drop an ended env's tasks and log handle (kills leftovers of its group, if any)."""
         if e.process is not None and e.process.returncode is None:
-            _signal_group(e.process.pid, signal.SIGKILL)
+            signal_pgid(e.process.pid, signal.SIGKILL)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._kill_wait_s):
                     await e.process.wait()
