@@ -34,6 +34,7 @@ import docker.errors
 import msgspec
 import requests.exceptions
 from docker.models.containers import Container
+from orrery.runtime.errors import RuntimeFailure
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ _MESSAGE_LIMIT = 600
 _TIMEOUT_GRACE = 10.0  # on top of a stop's grace period: the engine's own SIGKILL and reap
 
 
-class DockerRunnerError(Exception):
+class DockerRunnerError(RuntimeFailure):
     """A Docker operation that failed. ``code`` is stable (``docker.*``); ``message`` is for
     humans."""
 

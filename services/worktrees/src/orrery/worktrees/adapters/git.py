@@ -18,6 +18,7 @@ from pathlib import Path
 
 import git
 import msgspec
+from orrery.runtime.errors import RuntimeFailure
 
 StrPath = str | os.PathLike[str]
 
@@ -43,7 +44,7 @@ _MESSAGE_LIMIT = 600
 _TIMEOUT_GRACE = 5.0
 
 
-class GitError(Exception):
+class GitError(RuntimeFailure):
     """A git operation that failed. ``code`` is stable (``git.*``); ``message`` is for humans."""
 
     def __init__(self, code: str, message: str) -> None:
