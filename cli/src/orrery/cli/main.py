@@ -8,7 +8,7 @@ import time
 
 import typer
 from orrery.cli import projections, state
-from orrery.cli.stack import _healthz
+from orrery.cli.stack import fetch_health
 from orrery.cli.stack import up as stack_up
 from orrery.runtime import settings as settings_mod
 from orrery.runtime.entrypoint import configure_logging
@@ -46,7 +46,7 @@ def status() -> None:
     up_for = time.time() - running.started_at.timestamp()
     console.print(f"Orrery {running.url}  pid {running.pid}  mode {running.mode}  up {up_for:.0f}s")
     console.print(f"NATS {running.nats_url}   PostgreSQL {running.database_url}")
-    health = _healthz(running.url) or {}
+    health = fetch_health(running.url) or {}
     table = Table("component", "ok", "detail")
     for key in ("nats", "postgres"):
         part = health.get(key) or {}

@@ -149,7 +149,7 @@ async def _terminate(children: list[asyncio.subprocess.Process], grace: float = 
         await asyncio.gather(*(c.wait() for c in children))
 
 
-def _healthz(url: str) -> dict[str, object] | None:
+def fetch_health(url: str) -> dict[str, object] | None:
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:  # noqa: S310 - ours
             body: dict[str, object] = json.loads(resp.read())
@@ -163,7 +163,7 @@ def _healthz(url: str) -> dict[str, object] | None:
 
 async def _announce_when_healthy(url: str, t0: float, say: Say, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        body = await asyncio.to_thread(_healthz, url)
+        body = await asyncio.to_thread(fetch_health, url)
         if body and body.get("status") == "ok":
             say(
                 f"Orrery is up at {url}  (healthy {time.monotonic() - t0:.1f}s after start;"
