@@ -8,7 +8,50 @@
 /**
  * Any stored event or command body; the `type` field is the wire tag.
  */
-export type OrreryMessage = CommandRejected | BoardCreated | BoardRenamed | CreateBoard | RenameBoard;
+export type OrreryMessage =
+  | CommandRejected
+  | BoardCreated
+  | BoardRenamed
+  | RepoAddRequested
+  | RepoAdded
+  | RepoAddFailed
+  | RepoConfigReloadRequested
+  | RepoConfigImported
+  | RepoRemoved
+  | WorktreeRequested
+  | WorktreeCreated
+  | WorktreeCreationFailed
+  | WorktreeUpdated
+  | WorktreeArchiveRequested
+  | WorktreeArchived
+  | WorktreeUnarchived
+  | WorktreeDeleteRequested
+  | WorktreeDeleted
+  | ReconcileRequested
+  | WorktreeMissingOnDisk
+  | WorktreeFoundOnDisk
+  | ExternalWorktreesChanged
+  | EnvironmentStartRequested
+  | EnvironmentStopRequested
+  | EnvironmentStatusChanged
+  | EnvironmentStartFailed
+  | EnvironmentHealthChanged
+  | GitStateRequested
+  | GitStateCaptured
+  | CreateBoard
+  | RenameBoard
+  | AddRepo
+  | ReloadRepoConfig
+  | RemoveRepo
+  | CreateWorktree
+  | UpdateWorktree
+  | ArchiveWorktree
+  | UnarchiveWorktree
+  | DeleteWorktree
+  | ReconcileWorktrees
+  | StartEnvironment
+  | StopEnvironment
+  | CaptureGitState;
 
 /**
  * A command that was decoded and decided on, and refused. Appended to the context's stream
@@ -39,6 +82,276 @@ export interface BoardRenamed {
   name: string;
   [k: string]: unknown;
 }
+export interface RepoAddRequested {
+  type: "worktrees.RepoAddRequested";
+  repo_id: string;
+  slug: string;
+  source: string;
+  adopt: boolean;
+  [k: string]: unknown;
+}
+export interface RepoAdded {
+  type: "worktrees.RepoAdded";
+  repo_id: string;
+  slug: string;
+  path: string;
+  default_branch: string;
+  remote_url: string | null;
+  adopted: boolean;
+  settings: RepoSettings;
+  [k: string]: unknown;
+}
+/**
+ * What was imported from the repo's ``.orrery.yml`` (or converted ``.agor.yml``).
+ */
+export interface RepoSettings {
+  environment?: EnvironmentTemplate | null;
+  copy?: string[];
+  source?: string;
+  error?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * A repo's environment commands as Jinja2 templates (rendered at each start).
+ */
+export interface EnvironmentTemplate {
+  start: string;
+  stop?: string | null;
+  health?: HealthTemplate | null;
+  app_url?: string | null;
+  logs?: string | null;
+  runner?: "docker" | "process";
+  docker?: DockerTemplate | null;
+  [k: string]: unknown;
+}
+export interface HealthTemplate {
+  type: "http" | "tcp";
+  url?: string | null;
+  host?: string;
+  port?: number | string | null;
+  interval_s?: number;
+  timeout_s?: number;
+  start_grace_s?: number;
+  [k: string]: unknown;
+}
+export interface DockerTemplate {
+  image: string;
+  command?: string | null;
+  env?: {
+    [k: string]: string;
+  };
+  workdir?: string;
+  [k: string]: unknown;
+}
+export interface RepoAddFailed {
+  type: "worktrees.RepoAddFailed";
+  repo_id: string;
+  slug: string;
+  code: string;
+  message: string;
+  [k: string]: unknown;
+}
+export interface RepoConfigReloadRequested {
+  type: "worktrees.RepoConfigReloadRequested";
+  repo_id: string;
+  [k: string]: unknown;
+}
+export interface RepoConfigImported {
+  type: "worktrees.RepoConfigImported";
+  repo_id: string;
+  settings: RepoSettings;
+  [k: string]: unknown;
+}
+export interface RepoRemoved {
+  type: "worktrees.RepoRemoved";
+  repo_id: string;
+  slug: string;
+  path: string;
+  delete_files: boolean;
+  [k: string]: unknown;
+}
+export interface WorktreeRequested {
+  type: "worktrees.WorktreeRequested";
+  worktree_id: string;
+  repo_id: string;
+  name: string;
+  branch: string;
+  base: string | null;
+  new_branch: boolean;
+  unique_id: number;
+  ports: number[];
+  issue_url?: string | null;
+  pull_request_url?: string | null;
+  notes?: string;
+  context?: {
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+export interface WorktreeCreated {
+  type: "worktrees.WorktreeCreated";
+  worktree_id: string;
+  repo_id: string;
+  path: string;
+  branch: string;
+  head_sha: string | null;
+  base_ref: string | null;
+  environment: EnvironmentTemplate | null;
+  copied?: string[];
+  [k: string]: unknown;
+}
+export interface WorktreeCreationFailed {
+  type: "worktrees.WorktreeCreationFailed";
+  worktree_id: string;
+  repo_id: string;
+  code: string;
+  message: string;
+  [k: string]: unknown;
+}
+/**
+ * The new values of every metadata field.
+ */
+export interface WorktreeUpdated {
+  type: "worktrees.WorktreeUpdated";
+  worktree_id: string;
+  issue_url: string | null;
+  pull_request_url: string | null;
+  notes: string;
+  context: {
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+export interface WorktreeArchiveRequested {
+  type: "worktrees.WorktreeArchiveRequested";
+  worktree_id: string;
+  filesystem: "cleaned" | "deleted" | "preserved";
+  [k: string]: unknown;
+}
+/**
+ * The environment was stopped, the filesystem action done, and the ports released.
+ */
+export interface WorktreeArchived {
+  type: "worktrees.WorktreeArchived";
+  worktree_id: string;
+  filesystem: "cleaned" | "deleted" | "preserved";
+  files_removed?: number;
+  released_unique_id?: number;
+  [k: string]: unknown;
+}
+export interface WorktreeUnarchived {
+  type: "worktrees.WorktreeUnarchived";
+  worktree_id: string;
+  unique_id: number;
+  ports: number[];
+  [k: string]: unknown;
+}
+export interface WorktreeDeleteRequested {
+  type: "worktrees.WorktreeDeleteRequested";
+  worktree_id: string;
+  delete_files: boolean;
+  [k: string]: unknown;
+}
+export interface WorktreeDeleted {
+  type: "worktrees.WorktreeDeleted";
+  worktree_id: string;
+  files_deleted: boolean;
+  was_missing?: boolean;
+  [k: string]: unknown;
+}
+export interface ReconcileRequested {
+  type: "worktrees.ReconcileRequested";
+  repo_id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * Drift: the log says the worktree exists, but git and the filesystem no longer have it.
+ */
+export interface WorktreeMissingOnDisk {
+  type: "worktrees.WorktreeMissingOnDisk";
+  worktree_id: string;
+  path: string;
+  [k: string]: unknown;
+}
+/**
+ * Drift resolved: a worktree reported missing is back on disk.
+ */
+export interface WorktreeFoundOnDisk {
+  type: "worktrees.WorktreeFoundOnDisk";
+  worktree_id: string;
+  path: string;
+  [k: string]: unknown;
+}
+/**
+ * Drift: worktrees of the repo that git lists but Orrery did not create (the full set).
+ */
+export interface ExternalWorktreesChanged {
+  type: "worktrees.ExternalWorktreesChanged";
+  repo_id: string;
+  worktrees: ExternalWorktree[];
+  [k: string]: unknown;
+}
+export interface ExternalWorktree {
+  path: string;
+  branch?: string | null;
+  head?: string | null;
+  [k: string]: unknown;
+}
+export interface EnvironmentStartRequested {
+  type: "worktrees.EnvironmentStartRequested";
+  worktree_id: string;
+  restart?: boolean;
+  [k: string]: unknown;
+}
+export interface EnvironmentStopRequested {
+  type: "worktrees.EnvironmentStopRequested";
+  worktree_id: string;
+  [k: string]: unknown;
+}
+export interface EnvironmentStatusChanged {
+  type: "worktrees.EnvironmentStatusChanged";
+  worktree_id: string;
+  status: "error" | "running" | "starting" | "stopped" | "stopping";
+  detail?: string;
+  pid?: number | null;
+  ports?: number[];
+  app_url?: string | null;
+  runner?: string;
+  [k: string]: unknown;
+}
+/**
+ * A start refused at execution time (ports taken, no environment, archived worktree...).
+ */
+export interface EnvironmentStartFailed {
+  type: "worktrees.EnvironmentStartFailed";
+  worktree_id: string;
+  code: string;
+  message: string;
+  [k: string]: unknown;
+}
+export interface EnvironmentHealthChanged {
+  type: "worktrees.EnvironmentHealthChanged";
+  worktree_id: string;
+  health: "healthy" | "unhealthy" | "unknown";
+  message?: string;
+  [k: string]: unknown;
+}
+export interface GitStateRequested {
+  type: "worktrees.GitStateRequested";
+  worktree_id: string;
+  purpose?: string;
+  [k: string]: unknown;
+}
+export interface GitStateCaptured {
+  type: "worktrees.GitStateCaptured";
+  worktree_id: string;
+  branch: string | null;
+  sha: string | null;
+  dirty: boolean;
+  purpose?: string;
+  error?: string | null;
+  [k: string]: unknown;
+}
 export interface CreateBoard {
   type: "canvas.CreateBoard";
   board_id: string;
@@ -51,6 +364,120 @@ export interface RenameBoard {
   type: "canvas.RenameBoard";
   board_id: string;
   name: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Clone ``source`` (a URL, ``file://`` URL or local path) into Orrery's repos directory, or
+ *     with ``adopt`` use the existing local checkout at ``source`` in place.
+ */
+export interface AddRepo {
+  type: "worktrees.AddRepo";
+  repo_id: string;
+  slug: string;
+  source: string;
+  adopt?: boolean;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ReloadRepoConfig {
+  type: "worktrees.ReloadRepoConfig";
+  repo_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface RemoveRepo {
+  type: "worktrees.RemoveRepo";
+  repo_id: string;
+  delete_files?: boolean;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A new branch ``branch`` from ``base`` (default: the repo's default branch), or with
+ *     ``new_branch=False`` the existing ``branch``. ``branch`` defaults to ``name``.
+ */
+export interface CreateWorktree {
+  type: "worktrees.CreateWorktree";
+  worktree_id: string;
+  repo_id: string;
+  name: string;
+  branch?: string | null;
+  base?: string | null;
+  new_branch?: boolean;
+  issue_url?: string | null;
+  pull_request_url?: string | null;
+  notes?: string;
+  context?: {
+    [k: string]: unknown;
+  };
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Fields left ``None`` keep their value; ``""`` clears a URL.
+ */
+export interface UpdateWorktree {
+  type: "worktrees.UpdateWorktree";
+  worktree_id: string;
+  issue_url?: string | null;
+  pull_request_url?: string | null;
+  notes?: string | null;
+  context?: {
+    [k: string]: unknown;
+  } | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ArchiveWorktree {
+  type: "worktrees.ArchiveWorktree";
+  worktree_id: string;
+  filesystem?: "cleaned" | "deleted" | "preserved";
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface UnarchiveWorktree {
+  type: "worktrees.UnarchiveWorktree";
+  worktree_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DeleteWorktree {
+  type: "worktrees.DeleteWorktree";
+  worktree_id: string;
+  delete_files?: boolean;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Compare the log with ``git worktree list`` now (the service also does it periodically).
+ */
+export interface ReconcileWorktrees {
+  type: "worktrees.ReconcileWorktrees";
+  repo_id?: string | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface StartEnvironment {
+  type: "worktrees.StartEnvironment";
+  worktree_id: string;
+  restart?: boolean;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface StopEnvironment {
+  type: "worktrees.StopEnvironment";
+  worktree_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Ask for the worktree's HEAD sha, branch and dirty flag (sessions: at task start and end).
+ */
+export interface CaptureGitState {
+  type: "worktrees.CaptureGitState";
+  worktree_id: string;
+  purpose?: string;
   command_id: string;
   [k: string]: unknown;
 }

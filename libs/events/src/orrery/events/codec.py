@@ -25,6 +25,8 @@ H_CORRELATION: Final = "Orrery-Correlation-Id"
 H_CAUSATION: Final = "Orrery-Causation-Id"
 H_TRACEPARENT: Final = "traceparent"
 H_TRACESTATE: Final = "tracestate"
+# Core NATS subject where the command consumer reports the outcome (never stored; optional).
+H_REPLY_TO: Final = "Orrery-Reply-To"
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}

@@ -22,6 +22,21 @@ class CommandRejected(Event, tag="orrery.CommandRejected", frozen=True):
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class CommandReply(msgspec.Struct, frozen=True, kw_only=True):
+    """What the command consumer publishes to a command's ``Orrery-Reply-To`` subject once it
+    has handled it (core NATS, never stored: the events are the record). ``outcome`` is
+    ``accepted`` (``events`` were appended, possibly none when nothing changed),
+    ``already_done`` (a redelivery), ``rejected`` or ``failed`` (dead-lettered)."""
+
+    command_id: str
+    outcome: str
+    events: int = 0
+    last_sequence: int = 0
+    code: str = ""
+    message: str = ""
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
     """Ephemeral liveness signal on core NATS (never stored): the gateway's /healthz reads it."""
 

@@ -82,6 +82,20 @@ def rejection_subject(ctx: str, command_id: str) -> str:
     return event_subject(ctx, "rejection", command_id)
 
 
+def output_stream(ctx: str) -> str:
+    """Short-retention output a live view can resume (environment logs, token deltas)."""
+    return f"{_context(ctx).upper()}_OUTPUT"
+
+
+def output_subject(ctx: str, kind: str, item_id: str) -> str:
+    """``worktrees.out.log.<worktree_id>``."""
+    return f"{_context(ctx)}.out.{token(kind)}.{token(item_id)}"
+
+
+def output_subjects(ctx: str) -> str:
+    return f"{_context(ctx)}.out.>"
+
+
 def heartbeat_subject(service: str) -> str:
     return f"orrery.heartbeat.{token(service)}"
 

@@ -91,7 +91,7 @@ async def run_service(
         runners = [ProjectionRunner(pool, js, p, spec.registry) for p in spec.projections]
         wiring = Wiring(nc, js, pool, store, runners, clock.now())
         command_bus = CommandBus(spec.context, store, spec.handlers, clock, ids)
-        consumer = CommandConsumer(js, command_bus, spec.registry)
+        consumer = CommandConsumer(js, command_bus, spec.registry, nc=nc)
         instance = f"{socket.gethostname()}-{ids.new()[-12:]}"
         async with asyncio.TaskGroup() as tg:
             tg.create_task(consumer.run(stop))

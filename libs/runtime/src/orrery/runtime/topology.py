@@ -89,11 +89,55 @@ def command_consumer_config(ctx: str) -> ConsumerConfig:
     )
 
 
+# Contexts with a reactor (side effects driven by their own events) and an output stream.
+REACTOR_CONTEXTS = ("worktrees",)
+OUTPUT_CONTEXTS = ("worktrees",)
+OUTPUT_MAX_AGE_S = 24 * 3600.0
+OUTPUT_MAX_MSGS_PER_SUBJECT = 2_000
+REACTOR_ACK_WAIT_S = 60.0
+
+
+def output_stream_config(ctx: str, *, replicas: int = 1) -> StreamConfig:
+    """Output kept for a day (2,000 messages per subject) so live views can resume by seq."""
+    return StreamConfig(
+        name=subjects.output_stream(ctx),
+        description=f"Orrery {ctx} output (short retention)",
+        subjects=[subjects.output_subjects(ctx)],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
+        max_age=OUTPUT_MAX_AGE_S,
+        max_msgs_per_subject=OUTPUT_MAX_MSGS_PER_SUBJECT,
+        allow_direct=True,
+    )
+
+
+def reactor_consumer_name(ctx: str) -> str:
+    return f"{subjects.token(ctx)}-reactor"
+
+
+def reactor_consumer_config(ctx: str) -> ConsumerConfig:
+    """The reactor's durable consumer on its own context's events: every event is offered once
+    and redelivered until acknowledged (the reactor acks after recording the outcome)."""
+    return ConsumerConfig(
+        durable_name=reactor_consumer_name(ctx),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subject=subjects.event_subjects(ctx),
+        ack_wait=REACTOR_ACK_WAIT_S,
+        max_deliver=-1,
+        backoff=COMMAND_BACKOFF_S,
+        max_ack_pending=1_000,
+    )
+
+
 def stream_configs(ctx: str, *, replicas: int = 1) -> list[StreamConfig]:
     return [
         event_stream_config(ctx, replicas=replicas),
         command_stream_config(ctx, replicas=replicas),
         dead_letter_stream_config(ctx, replicas=replicas),
+        *([output_stream_config(ctx, replicas=replicas)] if ctx in OUTPUT_CONTEXTS else []),
     ]
 
 
@@ -116,6 +160,8 @@ async def ensure_context(js: JetStreamContext, ctx: str, *, replicas: int = 1) -
     for config in stream_configs(ctx, replicas=replicas):
         await ensure_stream(js, config)
     await js.add_consumer(subjects.command_stream(ctx), command_consumer_config(ctx))
+    if ctx in REACTOR_CONTEXTS:
+        await js.add_consumer(subjects.event_stream(ctx), reactor_consumer_config(ctx))
 
 
 def _clean(config: dict[str, Any]) -> dict[str, Any]:
@@ -133,4 +179,9 @@ def export_definitions() -> dict[str, str]:
         files[f"consumers/{subjects.command_stream(ctx)}.{consumer.durable_name}.json"] = (
             json.dumps(_clean(consumer.as_dict()), indent=2)
         )
+        if ctx in REACTOR_CONTEXTS:
+            reactor = reactor_consumer_config(ctx)
+            files[f"consumers/{subjects.event_stream(ctx)}.{reactor.durable_name}.json"] = (
+                json.dumps(_clean(reactor.as_dict()), indent=2)
+            )
     return files

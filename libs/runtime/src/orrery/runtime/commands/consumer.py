@@ -8,9 +8,12 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+import msgspec
 from orrery.events import EventMeta, Registry, codec, subjects
+from orrery.events.common import CommandReply
 from orrery.events.errors import DecodingError, EventsError, Rejection, UnknownEventType
 from orrery.runtime import topology, tracing
 from orrery.runtime.commands.handling import CommandBus
@@ -19,6 +22,7 @@ from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
+_ENCODER = msgspec.json.Encoder()
 UNAVAILABLE: tuple[type[BaseException], ...] = (InfrastructureError, *NATS_UNAVAILABLE)
 
 
@@ -54,6 +58,7 @@ class CommandConsumer:
     bus: CommandBus
     registry: Registry
     batch: int = 32
+    nc: Client | None = None  # for outcome replies; none sent without it
 
     async def run(self, stop: asyncio.Event) -> None:
         ctx = self.bus.context
@@ -81,12 +86,37 @@ class CommandConsumer:
             meta = codec.meta_from_headers(msg.headers)
             command_id = command.command_id
             with tracing.continued(f"handle {command_type}", meta.trace, command_id=command_id):
-                await self.bus.execute(command, meta)
+                done = await self.bus.run(command, meta)
             disposition = Disposition.ACK
+            reply = CommandReply(
+                command_id=command_id,
+                outcome=done.outcome.value,
+                events=done.appended,
+                last_sequence=done.last_sequence,
+            )
         except Exception as exc:  # noqa: BLE001 - the one place that catches broadly: by table
             disposition = await self._failed(msg, exc, command_id, command_type, meta)
+            reply = CommandReply(
+                command_id=command_id,
+                outcome="rejected" if disposition is Disposition.ACK else "failed",
+                code=str(getattr(exc, "code", type(exc).__name__)),
+                message=str(getattr(exc, "message", exc)),
+                detail=msgspec.to_builtins(getattr(exc, "detail", None) or {}),
+            )
         await self._settle(msg, disposition)
+        if disposition is not Disposition.NAK:
+            await self._reply(msg, reply)
         return disposition
+
+    async def _reply(self, msg: Msg, reply: CommandReply) -> None:
+        """Tell a waiting client (the gateway) the outcome; best effort, core NATS."""
+        inbox = (msg.headers or {}).get(codec.H_REPLY_TO)
+        if not inbox or self.nc is None:
+            return
+        try:
+            await self.nc.publish(inbox, _ENCODER.encode(reply))
+        except NATS_UNAVAILABLE as exc:
+            log.debug("reply for %s not sent: %r", reply.command_id, exc)
 
     async def _failed(
         self,

@@ -8,6 +8,10 @@ appended (the service died before the ack). The events it already caused are fou
 causation id; the decision is taken again on the history *without* them, and only the events not
 yet stored are appended. That holds beyond JetStream's dedup window, which only covers racing
 duplicates.
+
+Folded states are cached per subject (states are immutable), so a command on a long-lived
+aggregate loads only the events appended since the last one; a command whose own events are
+already in the cache takes the full path above.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import msgspec
 from orrery.events import Command, EventMeta, subjects, wire_tag
@@ -24,15 +28,33 @@ from orrery.events.common import CommandRejected
 from orrery.events.errors import Rejection
 from orrery.runtime import tracing
 from orrery.runtime.clock import Clock, IdGen
-from orrery.runtime.decider import Deps, Handler, HandlerTable
+from orrery.runtime.decider import Aggregate, Deps, Handler, HandlerTable
 from orrery.runtime.errors import ConcurrencyConflict
 from orrery.runtime.eventstore.base import EventStore
+
+
+CACHE_SUBJECTS = 4096
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class _Folded:
+    sequence: int
+    state: Any
+    causes: frozenset[str | None]
 
 
 class Outcome(Enum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     ALREADY_DONE = "already_done"
+
+
+@dataclass(frozen=True)
+class Executed:
+    outcome: Outcome
+    appended: int
+    last_sequence: int
 
 
 @dataclass
@@ -46,8 +68,14 @@ class CommandBus:
     ids: IdGen
     max_attempts: int = 5
     _rng: random.Random = field(default_factory=random.Random)
+    _cache: dict[str, _Folded] = field(default_factory=dict)
 
     async def execute(self, command: Command, meta: EventMeta) -> Outcome:
+        return (await self.run(command, meta)).outcome
+
+    async def run(self, command: Command, meta: EventMeta) -> Executed:
+        """Execute ``command``; say what was appended (``last_sequence``: the stream sequence of
+        the last event, for read-your-writes)."""
         handler = self.handlers.get(type(command))
         if handler is None:
             raise Rejection("command.unsupported", f"{wire_tag(type(command))} has no handler")
@@ -66,17 +94,48 @@ class CommandBus:
 
     async def _attempt(
         self, handler: Handler[Any, Any], command: Command, meta: EventMeta, subject: str
-    ) -> Outcome:
+    ) -> Executed:
+        cached = self._cache.get(subject)
+        if cached is not None and command.command_id not in cached.causes:
+            newer = await self.store.load(subject, after=cached.sequence)
+            if all(e.causation_id != command.command_id for e in newer):
+                state = cached.state
+                for envelope in newer:
+                    state = handler.aggregate.evolve(state, envelope.event)
+                seq = newer[-1].sequence if newer else cached.sequence
+                causes = cached.causes | {e.causation_id for e in newer}
+                return await self._decide_and_append(
+                    handler, command, meta, subject, _Folded(seq, state, causes), mine=0
+                )
         history = await self.store.load(subject)
         mine = [e for e in history if e.causation_id == command.command_id]
         prior = [e for e in history if e.causation_id != command.command_id]
-        state = handler.aggregate.fold(prior)
+        folded = _Folded(
+            history[-1].sequence if history else 0,
+            handler.aggregate.fold(prior),
+            frozenset(e.causation_id for e in prior),
+        )
+        return await self._decide_and_append(
+            handler, command, meta, subject, folded, mine=len(mine)
+        )
+
+    async def _decide_and_append(
+        self,
+        handler: Handler[Any, Any],
+        command: Command,
+        meta: EventMeta,
+        subject: str,
+        folded: _Folded,
+        *,
+        mine: int,
+    ) -> Executed:
         deps = Deps(clock=self.clock, ids=self.ids, actor=meta.actor)
-        events = handler.decide(command, state, deps)
-        if mine and len(mine) >= len(events):
-            return Outcome.ALREADY_DONE
-        seq = history[-1].sequence if history else 0
-        for index, event in enumerate(events[len(mine) :], start=len(mine)):
+        events = handler.decide(command, folded.state, deps)
+        if mine and mine >= len(events):
+            return Executed(Outcome.ALREADY_DONE, 0, folded.sequence)
+        seq = folded.sequence
+        state = folded.state
+        for index, event in enumerate(events[mine:], start=mine):
             result = await self.store.append(
                 subject,
                 event,
@@ -85,7 +144,33 @@ class CommandBus:
                 meta=self.event_meta(command, meta),
             )
             seq = result.sequence
-        return Outcome.ACCEPTED
+            state = handler.aggregate.evolve(state, event)
+        if not mine:
+            # Only a state folded over the whole subject in order may be cached.
+            self._remember(subject, _Folded(seq, state, folded.causes | {command.command_id}))
+        return Executed(Outcome.ACCEPTED, len(events) - mine, seq)
+
+    async def current(self, aggregate: Aggregate[S], aggregate_id: str) -> S:
+        """The aggregate's state now, folded (incrementally, through the cache) from its log."""
+        subject = subjects.event_subject(self.context, aggregate.kind, aggregate_id)
+        cached = self._cache.get(subject)
+        if cached is None:
+            cached = _Folded(0, aggregate.initial(), frozenset())
+        newer = await self.store.load(subject, after=cached.sequence)
+        if not newer:
+            return cast("S", cached.state)
+        state = cached.state
+        for envelope in newer:
+            state = aggregate.evolve(state, envelope.event)
+        causes = cached.causes | {e.causation_id for e in newer}
+        self._remember(subject, _Folded(newer[-1].sequence, state, causes))
+        return cast("S", state)
+
+    def _remember(self, subject: str, folded: _Folded) -> None:
+        self._cache.pop(subject, None)
+        self._cache[subject] = folded
+        if len(self._cache) > CACHE_SUBJECTS:
+            del self._cache[next(iter(self._cache))]
 
     def event_meta(self, command: Command, meta: EventMeta) -> EventMeta:
         here = tracing.current()  # the handler's span, when a tracer is configured

@@ -35,8 +35,9 @@ class EventStore(Protocol):
         meta: EventMeta,
     ) -> AppendResult: ...
 
-    async def load(self, subject: str) -> list[Envelope[Event]]:
-        """Every event of ``subject`` in order (empty if none)."""
+    async def load(self, subject: str, *, after: int = 0) -> list[Envelope[Event]]:
+        """Every event of ``subject`` in order (empty if none), or those after stream sequence
+        ``after``."""
         ...
 
     async def last_sequence(self, subject: str) -> int:

@@ -14,6 +14,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from orrery.events import Envelope, Event, EventMeta, Registry, codec, default_registry
 from orrery.runtime.errors import ConcurrencyConflict, InfrastructureError
 from orrery.runtime.eventstore.base import AppendResult
@@ -104,15 +105,24 @@ class JetStreamEventStore:
             raise InfrastructureError(f"last sequence of {subject}: {exc!r}") from exc
         return int(msg.seq or 0)
 
-    async def load(self, subject: str) -> list[Envelope[Event]]:
+    async def load(self, subject: str, *, after: int = 0) -> list[Envelope[Event]]:
         last = await self.last_sequence(subject)
-        if last == 0:
+        if last <= after:
             return []
         out: list[Envelope[Event]] = []
+        config = (
+            ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+            if after
+            else None
+        )
         try:
-            async with asyncio.timeout(self._timeout + last / 5_000):
+            async with asyncio.timeout(self._timeout + (last - after) / 5_000):
                 sub = await self._js.subscribe(
-                    subject, stream=self.stream, ordered_consumer=True, pending_msgs_limit=-1
+                    subject,
+                    stream=self.stream,
+                    ordered_consumer=True,
+                    pending_msgs_limit=-1,
+                    config=config,
                 )
                 try:
                     while not out or out[-1].sequence < last:

@@ -50,8 +50,8 @@ class InMemoryEventStore:
         self._msg_ids[msg_id] = envelope.sequence
         return AppendResult(envelope.sequence)
 
-    async def load(self, subject: str) -> list[Envelope[Event]]:
-        return list(self._by_subject.get(subject, ()))
+    async def load(self, subject: str, *, after: int = 0) -> list[Envelope[Event]]:
+        return [e for e in self._by_subject.get(subject, ()) if e.sequence > after]
 
     async def last_sequence(self, subject: str) -> int:
         events = self._by_subject.get(subject)
