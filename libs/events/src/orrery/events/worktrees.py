@@ -71,6 +71,14 @@ class ExternalWorktree(msgspec.Struct, frozen=True, kw_only=True):
     head: str | None = None
 
 
+class EnvironmentOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch of an environment's output lines on ``worktrees.out.log.<worktree_id>`` (the
+    short-retention output stream, not the event log)."""
+
+    lines: list[str]
+    at: str  # ISO-8601 UTC
+
+
 # --- commands --------------------------------------------------------------------------------
 
 

@@ -8,10 +8,10 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-import msgspec
 from orrery.events import EventMeta, Registry, codec, subjects
 from orrery.events.common import CommandReply
 from orrery.events.errors import DecodingError, EventsError, Rejection, UnknownEventType

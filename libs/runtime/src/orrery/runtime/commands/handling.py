@@ -32,7 +32,6 @@ from orrery.runtime.decider import Aggregate, Deps, Handler, HandlerTable
 from orrery.runtime.errors import ConcurrencyConflict
 from orrery.runtime.eventstore.base import EventStore
 
-
 CACHE_SUBJECTS = 4096
 S = TypeVar("S")
 

@@ -64,9 +64,7 @@ ENVIRONMENT = Aggregate[Environment](kind="env", initial=Environment, evolve=evo
 
 def decide_start(command: StartEnvironment, state: Environment, deps: Deps) -> Sequence[Event]:
     if state.pending is not None:
-        raise Rejection(
-            "env.busy", f"a {state.pending} of this environment is already in progress"
-        )
+        raise Rejection("env.busy", f"a {state.pending} of this environment is already in progress")
     if state.status == "stopping":
         raise Rejection("env.busy", "the environment is stopping")
     if not command.restart and state.status in ("starting", "running"):

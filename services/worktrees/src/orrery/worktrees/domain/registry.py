@@ -63,7 +63,9 @@ MAX_URL = 2048
 AGGREGATE_ID = "all"
 
 RepoStatus = Literal["adding", "ready", "failed", "removed"]
-WorktreeStatus = Literal["creating", "active", "archiving", "archived", "deleting", "deleted", "failed"]
+WorktreeStatus = Literal[
+    "creating", "active", "archiving", "archived", "deleting", "deleted", "failed"
+]
 HOLDS_NAME: frozenset[str] = frozenset({"creating", "active", "archiving", "archived", "deleting"})
 HOLDS_SLOT: frozenset[str] = frozenset({"creating", "active", "archiving", "deleting"})
 
@@ -148,7 +150,9 @@ def _evolve_worktree(state: Registry, wt: WorktreeState, event: Event) -> Regist
         case WorktreeUnarchived(unique_id=uid, ports=ports):
             return _with_worktree(
                 state,
-                replace(wt, status="active", unique_id=uid, ports=tuple(ports), filesystem="preserved"),
+                replace(
+                    wt, status="active", unique_id=uid, ports=tuple(ports), filesystem="preserved"
+                ),
             )
         case WorktreeDeleteRequested():
             return _with_worktree(state, replace(wt, status="deleting"))
@@ -170,7 +174,12 @@ def evolve(state: Registry, event: Event) -> Registry:  # noqa: PLR0911 - a tabl
             return _with_repo(
                 state,
                 replace(
-                    repo, status="ready", path=path, default_branch=branch, remote_url=url, settings=s
+                    repo,
+                    status="ready",
+                    path=path,
+                    default_branch=branch,
+                    remote_url=url,
+                    settings=s,
                 ),
             )
         case RepoAddFailed(repo_id=rid):
@@ -255,7 +264,8 @@ def decide_add_repo(command: AddRepo, state: Registry, deps: Deps) -> Sequence[E
     if not SLUG.fullmatch(command.slug):
         raise Rejection(
             "repo.invalid_slug",
-            "a slug is 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit",
+            "a slug is 1 to 63 lowercase letters, digits and dashes,"
+            " starting with a letter or digit",
             {"slug": command.slug},
         )
     for repo in state.repos.values():
@@ -367,7 +377,9 @@ def make_decide_create(port_base: int):  # type: ignore[no-untyped-def]
 
 def decide_update(command: UpdateWorktree, state: Registry, deps: Deps) -> Sequence[Event]:
     wt = state.worktree(command.worktree_id)
-    issue = wt.issue_url if command.issue_url is None else _check_url(command.issue_url, "issue_url")
+    issue = (
+        wt.issue_url if command.issue_url is None else _check_url(command.issue_url, "issue_url")
+    )
     pr = (
         wt.pull_request_url
         if command.pull_request_url is None
@@ -375,7 +387,12 @@ def decide_update(command: UpdateWorktree, state: Registry, deps: Deps) -> Seque
     )
     notes = wt.notes if command.notes is None else _check_notes(command.notes)
     context = dict(wt.context) if command.context is None else _check_context(command.context)
-    if (issue, pr, notes, context) == (wt.issue_url, wt.pull_request_url, wt.notes, dict(wt.context)):
+    if (issue, pr, notes, context) == (
+        wt.issue_url,
+        wt.pull_request_url,
+        wt.notes,
+        dict(wt.context),
+    ):
         return []
     return [
         WorktreeUpdated(
@@ -389,9 +406,7 @@ def decide_update(command: UpdateWorktree, state: Registry, deps: Deps) -> Seque
 
 
 def _busy(wt: WorktreeState) -> Rejection:
-    return Rejection(
-        "worktree.busy", f"worktree {wt.name} is {wt.status}", {"status": wt.status}
-    )
+    return Rejection("worktree.busy", f"worktree {wt.name} is {wt.status}", {"status": wt.status})
 
 
 def decide_archive(command: ArchiveWorktree, state: Registry, deps: Deps) -> Sequence[Event]:
@@ -539,9 +554,7 @@ def decide_fail_repo_add(command: FailRepoAdd, state: Registry, deps: Deps) -> S
     ]
 
 
-def decide_import_config(
-    command: ImportRepoConfig, state: Registry, deps: Deps
-) -> Sequence[Event]:
+def decide_import_config(command: ImportRepoConfig, state: Registry, deps: Deps) -> Sequence[Event]:
     repo = state.repos.get(command.repo_id)
     if repo is None or repo.status != "ready":
         return []
@@ -600,9 +613,7 @@ def decide_complete_archive(
     ]
 
 
-def decide_complete_delete(
-    command: CompleteDelete, state: Registry, deps: Deps
-) -> Sequence[Event]:
+def decide_complete_delete(command: CompleteDelete, state: Registry, deps: Deps) -> Sequence[Event]:
     wt = state.worktrees.get(command.worktree_id)
     if wt is None or wt.status != "deleting":
         return []
@@ -626,9 +637,7 @@ def decide_record_drift(command: RecordDrift, state: Registry, deps: Deps) -> Se
     return [WorktreeFoundOnDisk(worktree_id=wt.worktree_id, path=wt.path)]
 
 
-def decide_record_external(
-    command: RecordExternal, state: Registry, deps: Deps
-) -> Sequence[Event]:
+def decide_record_external(command: RecordExternal, state: Registry, deps: Deps) -> Sequence[Event]:
     repo = state.repos.get(command.repo_id)
     if repo is None or repo.status != "ready":
         return []
