@@ -1,0 +1,302 @@
+"""The worktrees service end to end over real NATS, PostgreSQL and git: commands in through the
+command client, side effects done by its reactor, outcomes as events and rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from orrery.events import Event, default_registry, subjects
+from orrery.events import worktrees as w
+from orrery.runtime.clock import UUID7
+from orrery.runtime.commands.client import CommandClient, CommandFailed
+from orrery.runtime.service import run_service
+from orrery.runtime.settings import load
+from orrery.worktrees.main import spec
+
+ids = UUID7()
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.org",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.org",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+ORRERY_YML = """\
+environment:
+  start: "{python} -u -m http.server {{{{ worktree.ports[0] }}}} --bind 127.0.0.1"
+  health: {{type: http, url: "http://127.0.0.1:{{{{ worktree.ports[0] }}}}/", interval_s: 0.2}}
+  app_url: "http://127.0.0.1:{{{{ worktree.ports[0] }}}}/"
+copy: [.env]
+"""
+
+
+def sh(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_repo(root: Path) -> Path:
+    repo = root / "app"
+    repo.mkdir(parents=True)
+    sh(repo, "init", "-q", "-b", "main")
+    (repo / ".orrery.yml").write_text(ORRERY_YML.format(python=sys.executable))
+    (repo / ".gitignore").write_text(".env\n")
+    (repo / "index.html").write_text("<h1>hello</h1>\n")
+    sh(repo, "add", ".")
+    sh(repo, "commit", "-q", "-m", "init")
+    (repo / ".env").write_text("SECRET=1\n")  # untracked: only `copy:` brings it along
+    return repo
+
+
+@pytest.fixture(autouse=True)
+def _git_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in GIT_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+async def fresh_context(js: JetStreamContext, ctx: str) -> None:
+    """Each test starts with an empty log for the context (the NATS server is shared)."""
+    for name in (
+        subjects.event_stream(ctx),
+        subjects.command_stream(ctx),
+        subjects.output_stream(ctx),
+    ):
+        with contextlib.suppress(Exception):
+            await js.delete_stream(name)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def service(
+    nats_server, database_url: str, js: JetStreamContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Path]:
+    await fresh_context(js, "worktrees")
+    home = tmp_path / "home"
+    monkeypatch.setenv("ORRERY_HOME", str(home))
+    monkeypatch.setenv("ORRERY_PORT_BASE", str(_free_block()))
+    monkeypatch.setenv("ORRERY_RECONCILE_INTERVAL", "0.5")
+    monkeypatch.setenv("ORRERY_ENV_STOP_GRACE", "3")
+    settings = load()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_service(spec(settings), nats_server.url, database_url, stop, heartbeat_interval=0.5)
+    )
+    await asyncio.sleep(0.5)
+    try:
+        yield home
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def _free_block() -> int:
+    """A base port whose first 30 ports are free now (three worktrees' blocks)."""
+    for base in range(31_000, 60_000, 300):
+        if all(_free(p) for p in range(base, base + 30)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(nc: Client, js: JetStreamContext) -> AsyncIterator[CommandClient]:
+    c = CommandClient(nc, js, default_registry())
+    yield c
+    await c.close()
+
+
+def of(*types: type[Event]):  # type: ignore[no-untyped-def]
+    return lambda env: isinstance(env.event, types)
+
+
+async def add_repo(
+    client: CommandClient, source: Path, slug: str = "app", *, adopt: bool = False
+) -> str:
+    repo_id = ids.new()
+    sent = await client.send(
+        w.AddRepo(
+            command_id=ids.new(), repo_id=repo_id, slug=slug, source=str(source), adopt=adopt
+        ),
+        until=of(w.RepoAdded, w.RepoAddFailed),
+    )
+    assert isinstance(sent.events[-1].event, w.RepoAdded), sent.events[-1]
+    return repo_id
+
+
+async def create(client: CommandClient, repo_id: str, name: str) -> w.WorktreeCreated:
+    sent = await client.send(
+        w.CreateWorktree(command_id=ids.new(), worktree_id=ids.new(), repo_id=repo_id, name=name),
+        until=of(w.WorktreeCreated, w.WorktreeCreationFailed),
+    )
+    event = sent.events[-1].event
+    assert isinstance(event, w.WorktreeCreated), event
+    return event
+
+
+async def wait_rows(pool: asyncpg.Pool, sql: str, *args: object, want: int = 1) -> list[asyncpg.Record]:
+    async with asyncio.timeout(20):
+        while True:
+            with contextlib.suppress(asyncpg.UndefinedTableError):
+                rows = await pool.fetch(sql, *args)
+                if len(rows) >= want:
+                    return rows
+            await asyncio.sleep(0.05)
+
+
+async def test_repo_worktrees_environments_and_drift(
+    service: Path, client: CommandClient, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    source = make_repo(tmp_path / "src")
+    repo_id = await add_repo(client, source, adopt=True)  # the user's own checkout, in place
+    row = (await wait_rows(pool, "SELECT * FROM worktrees.repos WHERE status='ready'"))[0]
+    assert row["default_branch"] == "main"
+    assert row["path"] == str(source)
+    assert row["adopted"]
+
+    created = [await create(client, repo_id, f"wt-{i}") for i in range(3)]
+    assert Path(created[0].path, ".env").read_text() == "SECRET=1\n"
+    assert created[0].copied == [".env"]
+
+    # Names are unique per repo: a clear rejection.
+    with pytest.raises(CommandFailed) as failed:
+        await create(client, repo_id, "wt-1")
+    assert failed.value.code == "worktree.name_taken"
+
+    # Start all three at once: each becomes running on its own port.
+    starts = [
+        client.send(
+            w.StartEnvironment(command_id=ids.new(), worktree_id=c.worktree_id),
+            until=lambda e: isinstance(e.event, w.EnvironmentStatusChanged)
+            and e.event.status == "running"
+            or isinstance(e.event, w.EnvironmentStartFailed),
+            timeout=30,
+        )
+        for c in created
+    ]
+    results = await asyncio.gather(*starts)
+    ports = set()
+    for sent in results:
+        event = sent.events[-1].event
+        assert isinstance(event, w.EnvironmentStatusChanged), event
+        ports.add(event.ports[0])
+    assert len(ports) == 3
+
+    # The logs of the HTTP server reach the output stream.
+    health_rows = await wait_rows(
+        pool, "SELECT * FROM worktrees.environments WHERE health='healthy'", want=3
+    )
+    assert {r["status"] for r in health_rows} == {"running"}
+
+    # A second start is refused while running.
+    with pytest.raises(CommandFailed) as already:
+        await client.send(
+            w.StartEnvironment(command_id=ids.new(), worktree_id=created[0].worktree_id)
+        )
+    assert already.value.code == "env.already_running"
+
+    for c in created:
+        sent = await client.send(
+            w.StopEnvironment(command_id=ids.new(), worktree_id=c.worktree_id),
+            until=lambda e: isinstance(e.event, w.EnvironmentStatusChanged)
+            and e.event.status == "stopped",
+            timeout=30,
+        )
+        assert sent.events[-1].event.status == "stopped"  # type: ignore[attr-defined]
+
+    # Archive one with clean: ports released, files kept minus ignored ones.
+    target = created[0]
+    sent = await client.send(
+        w.ArchiveWorktree(
+            command_id=ids.new(), worktree_id=target.worktree_id, filesystem="cleaned"
+        ),
+        until=of(w.WorktreeArchived),
+    )
+    archived = sent.events[-1].event
+    assert isinstance(archived, w.WorktreeArchived)
+    assert archived.files_removed >= 1  # the copied .env is ignored, so `git clean -x` removes it
+    assert not Path(target.path, ".env").exists()
+    assert Path(target.path, "index.html").exists()
+
+    # Delete one by hand: drift, then it can still be removed.
+    gone = created[1]
+    import shutil
+
+    shutil.rmtree(gone.path)
+    await wait_rows(
+        pool, "SELECT 1 FROM worktrees.worktrees WHERE worktree_id=$1 AND missing", gone.worktree_id
+    )
+    sent = await client.send(
+        w.DeleteWorktree(command_id=ids.new(), worktree_id=gone.worktree_id),
+        until=of(w.WorktreeDeleted),
+    )
+    deleted = sent.events[-1].event
+    assert isinstance(deleted, w.WorktreeDeleted) and deleted.was_missing
+
+    # A worktree made outside Orrery shows up as external drift.
+    outside = tmp_path / "outside"
+    sh(source, "worktree", "add", "-q", "-b", "hotfix", str(outside))
+    rows = await wait_rows(
+        pool, "SELECT external FROM worktrees.repos WHERE repo_id=$1 AND external != '[]'", repo_id
+    )
+    assert str(outside.resolve()) in rows[0]["external"]
+
+
+async def test_git_state_and_bad_input(service: Path, client: CommandClient, tmp_path: Path) -> None:
+    source = make_repo(tmp_path / "src")
+    repo_id = await add_repo(client, source)  # cloned into ORRERY_HOME/repos/app
+    assert (service / "repos" / "app" / ".orrery.yml").is_file()
+    wt = await create(client, repo_id, "state")
+    Path(wt.path, "new.txt").write_text("x")
+    sent = await client.send(
+        w.CaptureGitState(command_id=ids.new(), worktree_id=wt.worktree_id, purpose="task-start"),
+        until=of(w.GitStateCaptured),
+    )
+    captured = sent.events[-1].event
+    assert isinstance(captured, w.GitStateCaptured)
+    assert captured.branch == "state" and captured.dirty and captured.sha == wt.head_sha
+
+    cases = [
+        (w.AddRepo(command_id=ids.new(), repo_id=ids.new(), slug="Bad Slug", source="/x"), "repo.invalid_slug"),
+        (w.AddRepo(command_id=ids.new(), repo_id=ids.new(), slug="app", source="/x"), "repo.slug_taken"),
+        (w.CreateWorktree(command_id=ids.new(), worktree_id=ids.new(), repo_id=ids.new(), name="x"), "repo.not_found"),
+        (w.CreateWorktree(command_id=ids.new(), worktree_id=ids.new(), repo_id=repo_id, name="../x"), "worktree.invalid_name"),
+        (w.UpdateWorktree(command_id=ids.new(), worktree_id=wt.worktree_id, issue_url="javascript:alert(1)"), "worktree.invalid_url"),
+        (w.RemoveRepo(command_id=ids.new(), repo_id=repo_id), "repo.has_worktrees"),
+    ]  # fmt: skip
+    for command, code in cases:
+        with pytest.raises(CommandFailed) as failed:
+            await client.send(command)
+        assert failed.value.code == code, command
+
+    # A clone that fails is an event, not a hang.
+    sent = await client.send(
+        w.AddRepo(
+            command_id=ids.new(), repo_id=ids.new(), slug="nope", source=str(tmp_path / "nothing")
+        ),
+        until=of(w.RepoAdded, w.RepoAddFailed),
+    )
+    failed_add = sent.events[-1].event
+    assert isinstance(failed_add, w.RepoAddFailed) and failed_add.code == "git.clone_failed"
+
+
