@@ -1,22 +1,42 @@
-"""The Litestar application: thin controllers over the health monitor (and, later, commands)."""
+"""The Litestar application: thin controllers over the health monitor, the command client and
+the read models."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from litestar import Litestar, Response, get
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
+from orrery.gateway import errors
 from orrery.gateway.health import HealthMonitor, HealthReport
+from orrery.gateway.worktrees import ReposController, WorktreesApi, WorktreesController
+
+MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(monitor: HealthMonitor, web_dir: Path | None) -> Litestar:
-    @get("/healthz", summary="State of NATS, PostgreSQL and each service")
+def create_app(
+    monitor: HealthMonitor, web_dir: Path | None, worktrees: WorktreesApi | None = None
+) -> Litestar:
+    @get("/healthz", summary="State of NATS, PostgreSQL and each service", tags=["health"])
     async def healthz() -> Response[HealthReport]:
         report = await monitor.report()
         return Response(report, status_code=200 if report.status == "ok" else 503)
 
     handlers: list[ControllerRouterHandler] = [healthz]
+    dependencies = {}
+    if worktrees is not None:
+        handlers += [ReposController, WorktreesController]
+        dependencies["api"] = Provide(lambda: worktrees, use_cache=True, sync_to_thread=False)
     if web_dir is not None and (web_dir / "index.html").is_file():
         handlers.append(create_static_files_router(path="/", directories=[web_dir], html_mode=True))
-    return Litestar(route_handlers=handlers, openapi_config=None, logging_config=None)
+    return Litestar(
+        route_handlers=handlers,
+        dependencies=dependencies,
+        exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(title="Orrery", version="0.1.0", path="/schema"),
+        request_max_body_size=MAX_BODY_BYTES,
+        logging_config=None,
+    )

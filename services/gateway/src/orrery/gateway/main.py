@@ -10,8 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from orrery.events import default_registry
 from orrery.gateway.app import create_app
 from orrery.gateway.health import HealthMonitor
+from orrery.gateway.readmodel import WorktreesReadModel
+from orrery.gateway.worktrees import WorktreesApi
+from orrery.runtime.commands.client import CommandClient
 from orrery.runtime.entrypoint import run_standalone
 from orrery.runtime.errors import ConfigurationError
 from orrery.runtime.projections.tracking import TrackingProjection
@@ -42,7 +46,9 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
     async def serve(wiring: Wiring, stop: asyncio.Event) -> None:
         monitor = HealthMonitor(wiring.nc, wiring.pool)
         await monitor.start()
-        app = create_app(monitor, settings.web_dir or default_web_dir())
+        client = CommandClient(wiring.nc, wiring.js, default_registry())
+        worktrees = WorktreesApi(client, WorktreesReadModel(wiring.pool), wiring.js)
+        app = create_app(monitor, settings.web_dir or default_web_dir(), worktrees)
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
         server = _Server(config)
         # Bind here, so a port in use is a clear error rather than uvicorn's sys.exit().
@@ -62,6 +68,7 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
         server.should_exit = True
         await task
         stopper.cancel()
+        await client.close()
         if task in done and not stop.is_set():
             raise RuntimeError(f"the HTTP server on {settings.host}:{settings.port} stopped")
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import shlex
 import signal
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +21,7 @@ from orrery.events.worktrees import EnvironmentOutput, EnvironmentTemplate, Heal
 from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
-from orrery.runtime.infra.ports import group_alive, signal_pgid
+from orrery.runtime.infra.ports import group_alive, port_is_free, signal_pgid
 from orrery.templating import RepoCtx, TemplateContext, TemplateError, WorktreeCtx, render
 from orrery.worktrees.adapters.docker_runner import DockerRunner, DockerRunnerError
 from orrery.worktrees.adapters.files import Layout, is_dir
@@ -67,17 +65,8 @@ class Rendered:
 
 
 def port_in_use(port: int) -> bool:
-    """True when something listens on ``port`` (any local address). SO_REUSEADDR lets a port
-    left in TIME_WAIT by a stopped environment count as free."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))  # noqa: S104 - probing, never listening
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return True
-            raise
-    return False
+    """True when something listens on ``port`` on any local address."""
+    return not port_is_free(port, "0.0.0.0")  # noqa: S104 - probing, never listening
 
 
 def template_context(repo: RepoState, wt: WorktreeState) -> TemplateContext:

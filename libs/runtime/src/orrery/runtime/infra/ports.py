@@ -69,8 +69,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True if a listening socket could be bound to ``host:port`` right now."""
+    """True if a listening socket could be bound to ``host:port`` right now.
+
+    SO_REUSEADDR is set, as every server we start sets it: connections a stopped server left in
+    TIME_WAIT do not make its port look taken (restarting right after a stop works), while a
+    socket still listening there does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
