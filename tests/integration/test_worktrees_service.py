@@ -20,6 +20,7 @@ from orrery.events import Event, default_registry, subjects
 from orrery.events import worktrees as w
 from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.client import CommandClient, CommandFailed
+from orrery.runtime.infra.nats_server import NatsServer
 from orrery.runtime.service import run_service
 from orrery.runtime.settings import load
 from orrery.worktrees.main import spec
@@ -81,7 +82,11 @@ async def fresh_context(js: JetStreamContext, ctx: str) -> None:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def service(
-    nats_server, database_url: str, js: JetStreamContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nats_server: NatsServer,
+    database_url: str,
+    js: JetStreamContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Path]:
     await fresh_context(js, "worktrees")
     home = tmp_path / "home"
@@ -154,11 +159,13 @@ async def create(client: CommandClient, repo_id: str, name: str) -> w.WorktreeCr
     return event
 
 
-async def wait_rows(pool: asyncpg.Pool, sql: str, *args: object, want: int = 1) -> list[asyncpg.Record]:
+async def wait_rows(
+    pool: asyncpg.Pool, sql: str, *args: object, want: int = 1
+) -> list[asyncpg.Record]:
     async with asyncio.timeout(20):
         while True:
             with contextlib.suppress(asyncpg.UndefinedTableError):
-                rows = await pool.fetch(sql, *args)
+                rows = list(await pool.fetch(sql, *args))
                 if len(rows) >= want:
                     return rows
             await asyncio.sleep(0.05)
@@ -187,9 +194,10 @@ async def test_repo_worktrees_environments_and_drift(
     starts = [
         client.send(
             w.StartEnvironment(command_id=ids.new(), worktree_id=c.worktree_id),
-            until=lambda e: isinstance(e.event, w.EnvironmentStatusChanged)
-            and e.event.status == "running"
-            or isinstance(e.event, w.EnvironmentStartFailed),
+            until=lambda e: (
+                (isinstance(e.event, w.EnvironmentStatusChanged) and e.event.status == "running")
+                or isinstance(e.event, w.EnvironmentStartFailed)
+            ),
             timeout=30,
         )
         for c in created
@@ -218,8 +226,9 @@ async def test_repo_worktrees_environments_and_drift(
     for c in created:
         sent = await client.send(
             w.StopEnvironment(command_id=ids.new(), worktree_id=c.worktree_id),
-            until=lambda e: isinstance(e.event, w.EnvironmentStatusChanged)
-            and e.event.status == "stopped",
+            until=lambda e: (
+                isinstance(e.event, w.EnvironmentStatusChanged) and e.event.status == "stopped"
+            ),
             timeout=30,
         )
         assert sent.events[-1].event.status == "stopped"  # type: ignore[attr-defined]
@@ -262,7 +271,9 @@ async def test_repo_worktrees_environments_and_drift(
     assert str(outside.resolve()) in rows[0]["external"]
 
 
-async def test_git_state_and_bad_input(service: Path, client: CommandClient, tmp_path: Path) -> None:
+async def test_git_state_and_bad_input(
+    service: Path, client: CommandClient, tmp_path: Path
+) -> None:
     source = make_repo(tmp_path / "src")
     repo_id = await add_repo(client, source)  # cloned into ORRERY_HOME/repos/app
     assert (service / "repos" / "app" / ".orrery.yml").is_file()
@@ -276,13 +287,21 @@ async def test_git_state_and_bad_input(service: Path, client: CommandClient, tmp
     assert isinstance(captured, w.GitStateCaptured)
     assert captured.branch == "state" and captured.dirty and captured.sha == wt.head_sha
 
+    def cid() -> str:
+        return ids.new()
+
+    other = ids.new()
     cases = [
-        (w.AddRepo(command_id=ids.new(), repo_id=ids.new(), slug="Bad Slug", source="/x"), "repo.invalid_slug"),
-        (w.AddRepo(command_id=ids.new(), repo_id=ids.new(), slug="app", source="/x"), "repo.slug_taken"),
-        (w.CreateWorktree(command_id=ids.new(), worktree_id=ids.new(), repo_id=ids.new(), name="x"), "repo.not_found"),
-        (w.CreateWorktree(command_id=ids.new(), worktree_id=ids.new(), repo_id=repo_id, name="../x"), "worktree.invalid_name"),
-        (w.UpdateWorktree(command_id=ids.new(), worktree_id=wt.worktree_id, issue_url="javascript:alert(1)"), "worktree.invalid_url"),
-        (w.RemoveRepo(command_id=ids.new(), repo_id=repo_id), "repo.has_worktrees"),
+        (w.AddRepo(command_id=cid(), repo_id=other, slug="Bad Slug", source="/x"),
+         "repo.invalid_slug"),
+        (w.AddRepo(command_id=cid(), repo_id=other, slug="app", source="/x"), "repo.slug_taken"),
+        (w.CreateWorktree(command_id=cid(), worktree_id=other, repo_id=other, name="x"),
+         "repo.not_found"),
+        (w.CreateWorktree(command_id=cid(), worktree_id=other, repo_id=repo_id, name="../x"),
+         "worktree.invalid_name"),
+        (w.UpdateWorktree(command_id=cid(), worktree_id=wt.worktree_id, issue_url="javascript:x"),
+         "worktree.invalid_url"),
+        (w.RemoveRepo(command_id=cid(), repo_id=repo_id), "repo.has_worktrees"),
     ]  # fmt: skip
     for command, code in cases:
         with pytest.raises(CommandFailed) as failed:
@@ -298,5 +317,3 @@ async def test_git_state_and_bad_input(service: Path, client: CommandClient, tmp
     )
     failed_add = sent.events[-1].event
     assert isinstance(failed_add, w.RepoAddFailed) and failed_add.code == "git.clone_failed"
-
-

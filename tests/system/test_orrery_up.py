@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,53 +15,10 @@ import pytest
 from orrery.events import EventMeta, codec, subjects
 from orrery.events.canvas import CreateBoard
 from orrery.runtime import bus
-from orrery.runtime.infra.ports import free_port
+
+from tests.system.stackctl import ORRERY, orrery, start, stop, wait_healthy
 
 pytestmark = pytest.mark.system
-ORRERY = str(Path(sys.executable).parent / "orrery")
-
-
-def healthz(port: int) -> dict[str, object] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())  # type: ignore[no-any-return]
-    except OSError:
-        return None
-
-
-def start(home: Path, *args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ORRERY_")},
-        "ORRERY_HOME": str(home),
-        "ORRERY_PORT": str(free_port()),
-        "ORRERY_NATS_PORT": str(free_port()),
-        "ORRERY_POSTGRES_PORT": str(free_port()),
-    }
-    proc = subprocess.Popen(
-        [ORRERY, "up", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    return proc, env
-
-
-def wait_healthy(proc: subprocess.Popen[str], port: int, timeout: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    body: dict[str, object] | None = None
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        body = healthz(port)
-        if body and body.get("status") == "ok":
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"not healthy after {timeout}s: {body}")
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    return out
 
 
 @pytest.mark.parametrize("mode", [[], ["--separate"]], ids=["single", "separate"])
@@ -145,16 +97,6 @@ async def board_rows(db_url: str, expect: int) -> list[tuple[object, ...]]:
         await conn.close()
 
 
-def orrery(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ORRERY, *args],
-        env={**env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_projection_commands_against_a_running_stack(tmp_path: Path) -> None:
     """list, status and rebuild as an operator runs them; a rebuild keeps the rows."""
     proc, env = start(tmp_path / "home")
@@ -162,7 +104,7 @@ def test_projection_commands_against_a_running_stack(tmp_path: Path) -> None:
         wait_healthy(proc, int(env["ORRERY_PORT"]), timeout=30)
         listed = orrery(env, "projections", "list")
         assert listed.returncode == 0, listed.stderr
-        for name in ("canvas.boards", "sessions.log", "worktrees.log", "gateway.log"):
+        for name in ("canvas.boards", "sessions.log", "worktrees.catalog", "gateway.log"):
             assert name in listed.stdout
 
         status = orrery(env, "projections", "status")

@@ -8,8 +8,7 @@ import time
 
 import typer
 from orrery.cli import projections, state
-from orrery.cli.stack import fetch_health
-from orrery.cli.stack import up as stack_up
+from orrery.cli.worktrees import env_app, repo_app, worktree_app
 from orrery.runtime import settings as settings_mod
 from orrery.runtime.entrypoint import configure_logging
 from orrery.runtime.errors import RuntimeFailure
@@ -22,6 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(projections.app, name="projections")
+app.add_typer(repo_app, name="repo")
+app.add_typer(worktree_app, name="worktree")
+app.add_typer(env_app, name="env")
 console = Console()
 
 
@@ -30,6 +32,8 @@ def up(
     separate: bool = typer.Option(False, help="run each service in its own process"),
 ) -> None:
     """Start NATS, PostgreSQL, all services and the UI; Ctrl-C stops everything."""
+    from orrery.cli.stack import up as stack_up  # noqa: PLC0415 - only `up` needs the stack
+
     settings = settings_mod.load()
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
     asyncio.run(stack_up(settings, separate=separate, say=console.print))
@@ -46,7 +50,7 @@ def status() -> None:
     up_for = time.time() - running.started_at.timestamp()
     console.print(f"Orrery {running.url}  pid {running.pid}  mode {running.mode}  up {up_for:.0f}s")
     console.print(f"NATS {running.nats_url}   PostgreSQL {running.database_url}")
-    health = fetch_health(running.url) or {}
+    health = state.fetch_health(running.url) or {}
     table = Table("component", "ok", "detail")
     for key in ("nats", "postgres"):
         part = health.get(key) or {}

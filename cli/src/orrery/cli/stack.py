@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orrery.cli import state
-from orrery.cli.catalog import SERVICES
+from orrery.cli.catalog import SERVICES, spec_factory
+from orrery.cli.state import fetch_health
 from orrery.runtime.entrypoint import install_stop_signals
 from orrery.runtime.errors import ConfigurationError
 from orrery.runtime.infra.nats_server import NatsServer
@@ -88,10 +86,10 @@ def _need_port(port: int, variable: str) -> None:
 
 async def _in_process(settings: Settings, nats_url: str, db_url: str, stop: asyncio.Event) -> None:
     async with asyncio.TaskGroup() as tg:
-        for factory in SERVICES.values():
+        for name in SERVICES:
             tg.create_task(
                 run_service(
-                    factory(settings),
+                    spec_factory(name)(settings),
                     nats_url,
                     db_url,
                     stop,
@@ -147,18 +145,6 @@ async def _terminate(children: list[asyncio.subprocess.Process], grace: float = 
             if child.returncode is None:
                 child.kill()
         await asyncio.gather(*(c.wait() for c in children))
-
-
-def fetch_health(url: str) -> dict[str, object] | None:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:  # noqa: S310 - ours
-            body: dict[str, object] = json.loads(resp.read())
-            return body
-    except urllib.error.HTTPError as exc:
-        error_body: dict[str, object] = json.loads(exc.read() or b"{}")
-        return error_body
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
 
 
 async def _announce_when_healthy(url: str, t0: float, say: Say, stop: asyncio.Event) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.error
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -50,3 +53,15 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def fetch_health(url: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:  # noqa: S310 - ours
+            body: dict[str, object] = json.loads(resp.read())
+            return body
+    except urllib.error.HTTPError as exc:
+        error_body: dict[str, object] = json.loads(exc.read() or b"{}")
+        return error_body
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
