@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
@@ -80,6 +81,28 @@ async def fresh_context(js: JetStreamContext, ctx: str) -> None:
             await js.delete_stream(name)
 
 
+@contextlib.asynccontextmanager
+async def running_service(
+    nats_url: str, database_url: str, home: Path, monkeypatch: pytest.MonkeyPatch, **env: str
+) -> AsyncIterator[None]:
+    monkeypatch.setenv("ORRERY_HOME", str(home))
+    monkeypatch.setenv("ORRERY_PORT_BASE", str(_free_block()))
+    monkeypatch.setenv("ORRERY_RECONCILE_INTERVAL", "0.5")
+    monkeypatch.setenv("ORRERY_ENV_STOP_GRACE", "3")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_service(spec(load()), nats_url, database_url, stop, heartbeat_interval=0.5)
+    )
+    await asyncio.sleep(0.5)
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def service(
     nats_server: NatsServer,
@@ -90,21 +113,8 @@ async def service(
 ) -> AsyncIterator[Path]:
     await fresh_context(js, "worktrees")
     home = tmp_path / "home"
-    monkeypatch.setenv("ORRERY_HOME", str(home))
-    monkeypatch.setenv("ORRERY_PORT_BASE", str(_free_block()))
-    monkeypatch.setenv("ORRERY_RECONCILE_INTERVAL", "0.5")
-    monkeypatch.setenv("ORRERY_ENV_STOP_GRACE", "3")
-    settings = load()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_service(spec(settings), nats_server.url, database_url, stop, heartbeat_interval=0.5)
-    )
-    await asyncio.sleep(0.5)
-    try:
+    async with running_service(nats_server.url, database_url, home, monkeypatch):
         yield home
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def _free_block() -> int:
@@ -172,7 +182,11 @@ async def wait_rows(
 
 
 async def test_repo_worktrees_environments_and_drift(
-    service: Path, client: CommandClient, pool: asyncpg.Pool, tmp_path: Path
+    service: Path,
+    client: CommandClient,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    tmp_path: Path,
 ) -> None:
     source = make_repo(tmp_path / "src")
     repo_id = await add_repo(client, source, adopt=True)  # the user's own checkout, in place
@@ -211,6 +225,10 @@ async def test_repo_worktrees_environments_and_drift(
     assert len(ports) == 3
 
     # The logs of the HTTP server reach the output stream.
+    first = results[0].events[-1].event
+    assert isinstance(first, w.EnvironmentStatusChanged)
+    lines = await output_lines(js, created[0].worktree_id, containing="Serving HTTP")
+    assert any(f"port {first.ports[0]}" in line for line in lines), lines
     health_rows = await wait_rows(
         pool, "SELECT * FROM worktrees.environments WHERE health='healthy'", want=3
     )
@@ -317,3 +335,107 @@ async def test_git_state_and_bad_input(
     )
     failed_add = sent.events[-1].event
     assert isinstance(failed_add, w.RepoAddFailed) and failed_add.code == "git.clone_failed"
+
+
+DOCKER_YML = """\
+environment:
+  runner: docker
+  start: 'exec httpd -f -v -p "127.0.0.1:$PORT" -h /workspace'
+  health: {type: http, url: "http://127.0.0.1:{{ worktree.ports[0] }}/", interval_s: 0.3}
+  app_url: "http://127.0.0.1:{{ worktree.ports[0] }}/"
+  docker: {image: "IMAGE"}
+"""
+
+
+async def test_docker_environment_through_the_service(  # noqa: PLR0917 - fixtures
+    nats_server: NatsServer,
+    database_url: str,
+    js: JetStreamContext,
+    client: CommandClient,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An environment with `runner: docker` runs as a container on a real Docker-compatible API
+    (podman's service), its port block reachable, its output in the logs, stopped on request."""
+    from tests.integration.podman_api import BUSYBOX_IMAGE, PodmanUnavailable, podman_api
+
+    await fresh_context(js, "worktrees")
+    repo = make_repo(tmp_path / "src")
+    (repo / ".orrery.yml").write_text(DOCKER_YML.replace("IMAGE", BUSYBOX_IMAGE))
+    sh(repo, "commit", "-q", "-am", "docker environment")
+    try:
+        with podman_api() as docker_url:
+            async with running_service(
+                nats_server.url,
+                database_url,
+                tmp_path / "home",
+                monkeypatch,
+                ORRERY_DOCKER_HOST=docker_url,
+                ORRERY_DOCKER_NETWORK="host",  # the sandbox cannot route to a bridge network
+            ):
+                repo_id = await add_repo(client, repo, adopt=True)
+                wt = await create(client, repo_id, "boxed")
+                sent = await client.send(
+                    w.StartEnvironment(command_id=ids.new(), worktree_id=wt.worktree_id),
+                    until=_settled,
+                    timeout=60,
+                )
+                event = sent.events[-1].event
+                assert isinstance(event, w.EnvironmentStatusChanged), event
+                assert event.runner == "docker" and event.status == "running"
+                rows = await wait_rows(
+                    pool, "SELECT * FROM worktrees.environments WHERE health='healthy'"
+                )
+                assert rows[0]["detail"].startswith("healthy")
+                port = event.ports[0]
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /index.html HTTP/1.0\r\n\r\n")
+                assert b"hello" in await reader.read()
+                writer.close()
+                # httpd -v logs each request: the container's output reaches the output stream.
+                await output_lines(js, wt.worktree_id, containing="response:200")
+                sent = await client.send(
+                    w.StopEnvironment(command_id=ids.new(), worktree_id=wt.worktree_id),
+                    until=lambda e: (
+                        isinstance(e.event, w.EnvironmentStatusChanged)
+                        and e.event.status == "stopped"
+                    ),
+                    timeout=60,
+                )
+    except PodmanUnavailable as exc:
+        pytest.fail(f"no Docker-compatible API to test against: {exc}", pytrace=False)
+
+
+async def output_lines(js: JetStreamContext, worktree_id: str, *, containing: str) -> list[str]:
+    """The environment's output so far, from the output stream, once it shows ``containing``."""
+    subject = subjects.output_subject("worktrees", "log", worktree_id)
+    lines: list[str] = []
+    deadline = asyncio.get_running_loop().time() + 20
+    while asyncio.get_running_loop().time() < deadline:
+        lines = []
+        sub = await js.subscribe(
+            subject, stream=subjects.output_stream("worktrees"), ordered_consumer=True
+        )
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=0.5)
+                except TimeoutError:
+                    break
+                lines += msgspec.json.decode(msg.data, type=w.EnvironmentOutput).lines
+                if msg.metadata.num_pending == 0:
+                    break  # caught up (a busy server keeps adding lines)
+        finally:
+            await sub.unsubscribe()
+        if any(containing in line for line in lines):
+            return lines
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no {containing!r} in the output of {worktree_id}: {lines[-20:]}")
+
+
+def _settled(env: object) -> bool:
+    event = getattr(env, "event", None)
+    if isinstance(event, w.EnvironmentStartFailed):
+        return True
+    return isinstance(event, w.EnvironmentStatusChanged) and event.status in ("running", "error")

@@ -129,9 +129,10 @@ def render_environment(template: EnvironmentTemplate, ctx: TemplateContext) -> R
         interval_s=health.interval_s if health else 5.0,
         start_grace_s=health.start_grace_s if health else 0.0,
         docker_image=one(docker.image, "docker.image") if docker else None,
+        # In a container, `start` is the command (through sh) unless docker.command is given.
         docker_command=shlex.split(one(docker.command, "docker.command") or "")
         if docker and docker.command
-        else None,
+        else ["sh", "-c", one(template.start, "start") or ""],
         docker_env={k: one(v, f"docker.env.{k}") or "" for k, v in docker.env.items()}
         if docker
         else {},
@@ -149,6 +150,7 @@ class _Live:
     status: str = "starting"
     monitor: HealthMonitor | None = None
     stopping: bool = False
+    follower: asyncio.Task[None] | None = None
 
 
 class EnvironmentManager:
@@ -162,12 +164,14 @@ class EnvironmentManager:
         *,
         grace_s: float = 10.0,
         docker_url: str | None = None,
+        docker_network: str = "bridge",
     ) -> None:
         self._bus = bus
         self._js = js
         self._layout = layout
         self._grace_s = grace_s
         self._docker_url = docker_url
+        self._docker_network = docker_network
         self._docker: DockerRunner | None = None
         self._ids = UUID7()
         self._live: dict[str, _Live] = {}
@@ -281,6 +285,7 @@ class EnvironmentManager:
                     workdir_mount=Path(wt.path),
                 )
                 detail = f"container {container[:12]}"
+                live.follower = asyncio.create_task(self._follow_container(live))
             else:
                 status = await self.runner.start(
                     wid,
@@ -324,10 +329,32 @@ class EnvironmentManager:
             live.meta,
         )
 
+    async def _follow_container(self, live: _Live) -> None:
+        """Forward the container's output; when it ends on its own, record that."""
+        wid = live.worktree_id
+        docker = await self._docker_runner()
+        try:
+            await docker.follow(wid, lambda line: self._buffer(wid, line))
+        except DockerRunnerError as exc:
+            log.warning("output of %s: %s", wid, exc)
+        if live.stopping or self._live.get(wid) is not live:
+            return
+        self._live.pop(wid, None)
+        if live.monitor is not None:
+            await live.monitor.stop()
+        try:
+            status = await docker.status(wid)
+            failed = status.exit_code not in (None, 0)
+            detail = f"the container exited with code {status.exit_code}"
+        except DockerRunnerError as exc:
+            failed, detail = True, exc.message
+        await self._status(live, "error" if failed else "stopped", detail)
+
     async def _docker_runner(self) -> DockerRunner:
         if self._docker is None:
             assert self._docker_url is not None
-            self._docker = DockerRunner(self._docker_url)
+            host = self._docker_network == "host"
+            self._docker = DockerRunner(self._docker_url, network_mode="host" if host else "bridge")
         return self._docker
 
     # -- stop --------------------------------------------------------------------------------
@@ -352,6 +379,8 @@ class EnvironmentManager:
         try:
             if live.runner == "docker":
                 await (await self._docker_runner()).stop(worktree_id, self._grace_s)
+                if live.follower is not None:
+                    live.follower.cancel()
             else:
                 await self.runner.stop(
                     worktree_id, stop_command=live.rendered.stop, grace_s=self._grace_s
@@ -413,6 +442,9 @@ class EnvironmentManager:
         await self._status(live, status, detail or "the process exited")
 
     async def _on_output(self, env_id: str, line: str) -> None:
+        self._buffer(env_id, line)
+
+    def _buffer(self, env_id: str, line: str) -> None:
         self._pending.setdefault(env_id, []).append(line)
         self._wake.set()
 

@@ -35,17 +35,24 @@ class WorktreesSettings:
     reconcile_interval_s: float = 30.0
     stop_grace_s: float = 10.0
     docker_url: str | None = None
+    docker_network: str = "bridge"
     github_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorktreesSettings:
         e = os.environ if env is None else env
+        network = e.get("ORRERY_DOCKER_NETWORK", "bridge")
+        if network not in ("bridge", "host"):
+            raise ConfigurationError(
+                f"ORRERY_DOCKER_NETWORK must be bridge or host, not {network!r}"
+            )
         try:
             return cls(
                 port_base=int(e.get("ORRERY_PORT_BASE", DEFAULT_BASE_PORT)),
                 reconcile_interval_s=float(e.get("ORRERY_RECONCILE_INTERVAL", "30")),
                 stop_grace_s=float(e.get("ORRERY_ENV_STOP_GRACE", "10")),
                 docker_url=e.get("ORRERY_DOCKER_HOST") or e.get("DOCKER_HOST") or None,
+                docker_network=network,
                 github_token=e.get("GITHUB_TOKEN") or None,
             )
         except ValueError as exc:
@@ -122,6 +129,7 @@ def react(settings: Settings, config: WorktreesSettings):  # type: ignore[no-unt
                 layout,
                 grace_s=config.stop_grace_s,
                 docker_url=config.docker_url,
+                docker_network=config.docker_network,
             ),
             reconciler=Reconciler(bus, git, layout, interval_s=config.reconcile_interval_s),
             token=config.github_token,

@@ -330,6 +330,29 @@ class DockerRunner:
         )
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
+    async def follow(self, env_id: str, on_line: Callable[[str], None]) -> None:
+        """Call ``on_line`` (on the event loop) for each output line until the container stops.
+        The engine's log stream is read in a worker thread; cancelling stops forwarding."""
+        container = await self._find(env_id)
+        if container is None:
+            raise DockerRunnerError("docker.not_found", f"no container {container_name(env_id)}")
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            buffer = b""
+            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    loop.call_soon_threadsafe(on_line, line.decode("utf-8", "replace"))
+            if buffer:
+                loop.call_soon_threadsafe(on_line, buffer.decode("utf-8", "replace"))
+
+        try:
+            await asyncio.to_thread(pump)
+        except Exception as exc:  # the stream ends with the container, or the engine went away
+            raise map_error(exc, what=f"logs of {container_name(env_id)}") from exc
+
     async def remove(self, env_id: str) -> None:
         """Remove the container (killing it if still running). Missing is not an error."""
         container = await self._find(env_id)
