@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -22,9 +23,11 @@ from orrery.events import worktrees as w
 from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.client import CommandClient, CommandFailed
 from orrery.runtime.infra.nats_server import NatsServer
+from orrery.runtime.projections.rebuild import rebuild
 from orrery.runtime.service import run_service
 from orrery.runtime.settings import load
 from orrery.worktrees.main import spec
+from orrery.worktrees.projection import WorktreesProjection
 
 ids = UUID7()
 GIT_ENV = {
@@ -439,3 +442,144 @@ def _settled(env: object) -> bool:
     if isinstance(event, w.EnvironmentStartFailed):
         return True
     return isinstance(event, w.EnvironmentStatusChanged) and event.status in ("running", "error")
+
+
+def _service_process(
+    nats_url: str, database_url: str, home: Path, base: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ORRERY_")},
+        **GIT_ENV,
+        "ORRERY_NATS_URL": nats_url,
+        "ORRERY_DATABASE_URL": database_url,
+        "ORRERY_HOME": str(home),
+        "ORRERY_PORT_BASE": str(base),
+        "ORRERY_HEARTBEAT_INTERVAL": "0.5",
+    }
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "orrery-worktrees")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _streams_ready(js: JetStreamContext) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                await js.consumer_info(subjects.event_stream("worktrees"), "worktrees-reactor")
+                return
+            except Exception:
+                await asyncio.sleep(0.1)
+
+
+async def _listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def test_kill9_of_the_service_leaves_no_environment_running_unrecorded(  # noqa: PLR0917
+    nats_server: NatsServer,
+    database_url: str,
+    js: JetStreamContext,
+    client: CommandClient,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+) -> None:
+    """kill -9 of the worktrees service while an environment runs: after restart the orphaned
+    server is stopped and recorded as stopped (never left 'running' in the log), and it starts
+    again on request."""
+    await fresh_context(js, "worktrees")
+    base = _free_block()
+    home = tmp_path / "home"
+    proc = _service_process(nats_server.url, database_url, home, base)
+    try:
+        await _streams_ready(js)
+        repo_id = await add_repo(client, make_repo(tmp_path / "src"), adopt=True)
+        wt = await create(client, repo_id, "crashy")
+        sent = await client.send(
+            w.StartEnvironment(command_id=ids.new(), worktree_id=wt.worktree_id),
+            until=_settled,
+            timeout=30,
+        )
+        started = sent.events[-1].event
+        assert isinstance(started, w.EnvironmentStatusChanged) and started.status == "running"
+        port = started.ports[0]
+        assert await _listening(port)
+        proc.kill()
+        proc.wait(10)
+        assert await _listening(port), "the server runs in its own process group"
+
+        proc = _service_process(nats_server.url, database_url, home, base)
+        rows = await wait_rows(
+            pool,
+            "SELECT * FROM worktrees.environments WHERE worktree_id=$1 AND status='stopped'",
+            wt.worktree_id,
+        )
+        assert rows[0]["pid"] is None
+        async with asyncio.timeout(10):
+            while await _listening(port):
+                await asyncio.sleep(0.1)
+
+        sent = await client.send(
+            w.StartEnvironment(command_id=ids.new(), worktree_id=wt.worktree_id),
+            until=_settled,
+            timeout=30,
+        )
+        again = sent.events[-1].event
+        assert isinstance(again, w.EnvironmentStatusChanged) and again.status == "running"
+        await client.send(
+            w.StopEnvironment(command_id=ids.new(), worktree_id=wt.worktree_id),
+            until=lambda e: (
+                isinstance(e.event, w.EnvironmentStatusChanged) and e.event.status == "stopped"
+            ),
+            timeout=30,
+        )
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def test_the_read_model_rebuilt_from_the_log_equals_the_live_one(
+    service: Path,
+    client: CommandClient,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    tmp_path: Path,
+) -> None:
+    source = make_repo(tmp_path / "src")
+    repo_id = await add_repo(client, source, adopt=True)
+    one = await create(client, repo_id, "one")
+    await create(client, repo_id, "two")
+    await client.send(
+        w.UpdateWorktree(command_id=ids.new(), worktree_id=one.worktree_id, notes="# hi"),
+    )
+    await client.send(
+        w.ArchiveWorktree(command_id=ids.new(), worktree_id=one.worktree_id),
+        until=of(w.WorktreeArchived),
+    )
+    await client.send(
+        w.UnarchiveWorktree(command_id=ids.new(), worktree_id=one.worktree_id),
+    )
+    await wait_rows(
+        pool, "SELECT 1 FROM worktrees.worktrees WHERE notes='# hi' AND status='active'"
+    )
+    projection = WorktreesProjection()
+
+    async def snapshot() -> dict[str, list[tuple[object, ...]]]:
+        return {
+            table: [
+                tuple(r) for r in await pool.fetch(f"SELECT * FROM worktrees.{table} ORDER BY 1")
+            ]
+            for table in projection.tables
+        }
+
+    await asyncio.sleep(1)  # let the reconciler's first passes land
+    live = await snapshot()
+    assert await rebuild(pool, js, projection, default_registry()) >= 10
+    assert await snapshot() == live
