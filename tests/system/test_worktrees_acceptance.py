@@ -32,6 +32,7 @@ environment:
   start: "{python} -u -m http.server {{{{ worktree.ports[0] }}}} --bind 127.0.0.1"
   health: {{type: http, url: "http://127.0.0.1:{{{{ worktree.ports[0] }}}}/", interval_s: 0.5}}
   app_url: "http://127.0.0.1:{{{{ worktree.ports[0] }}}}/"
+  logs: "echo logs of {{{{ worktree.name }}}}; ls"
 copy: [.env]
 """
 
@@ -133,6 +134,9 @@ def test_three_environments_archive_and_drift(tmp_path: Path) -> None:  # noqa: 
         logs = until(lambda: api.get("/api/worktrees/beta/env/logs").json()["lines"])
         assert any("Serving HTTP" in line for line in logs)
         assert "Serving HTTP" in ok(orrery(env, "env", "logs", "beta", "-n", "50"))
+        ran = api.get("/api/worktrees/beta/env/logs", params={"source": "command"}).json()
+        assert ran["lines"][0] == "logs of beta" and "index.html" in ran["lines"]
+        assert ran["error"] is None
 
         # Bad input is a clear 4xx.
         assert api.post("/api/worktrees/alpha/env/start").status_code == 409

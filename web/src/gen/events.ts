@@ -36,6 +36,8 @@ export type OrreryMessage =
   | EnvironmentStatusChanged
   | EnvironmentStartFailed
   | EnvironmentHealthChanged
+  | EnvironmentLogsRequested
+  | EnvironmentLogsFetched
   | GitStateRequested
   | GitStateCaptured
   | CreateBoard
@@ -51,6 +53,7 @@ export type OrreryMessage =
   | ReconcileWorktrees
   | StartEnvironment
   | StopEnvironment
+  | FetchEnvironmentLogs
   | CaptureGitState;
 
 /**
@@ -336,6 +339,25 @@ export interface EnvironmentHealthChanged {
   message?: string;
   [k: string]: unknown;
 }
+export interface EnvironmentLogsRequested {
+  type: "worktrees.EnvironmentLogsRequested";
+  worktree_id: string;
+  [k: string]: unknown;
+}
+/**
+ * The logs command ran; its output is the message at ``output_seq`` of the output stream
+ *     (``worktrees.out.logscmd.<worktree_id>``), not in the log.
+ */
+export interface EnvironmentLogsFetched {
+  type: "worktrees.EnvironmentLogsFetched";
+  worktree_id: string;
+  output_seq: number;
+  lines: number;
+  truncated: boolean;
+  exit_code?: number | null;
+  error?: string | null;
+  [k: string]: unknown;
+}
 export interface GitStateRequested {
   type: "worktrees.GitStateRequested";
   worktree_id: string;
@@ -467,6 +489,15 @@ export interface StartEnvironment {
 }
 export interface StopEnvironment {
   type: "worktrees.StopEnvironment";
+  worktree_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Run the environment's ``logs`` command now (10 s at most, 100 KB kept).
+ */
+export interface FetchEnvironmentLogs {
+  type: "worktrees.FetchEnvironmentLogs";
   worktree_id: string;
   command_id: string;
   [k: string]: unknown;

@@ -321,14 +321,20 @@ def env_logs(
     ref: str = typer.Argument(help="worktree id, id prefix or name"),
     lines: int = typer.Option(100, "--lines", "-n", min=1, max=5000),
     follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new output"),
+    command: bool = typer.Option(
+        False, "--command", help="run the environment's `logs` command instead"
+    ),
 ) -> None:
-    """The environment's output (kept for a day)."""
+    """The environment's output (kept for a day), or its `logs` command's output."""
     client = api()
-    body = client.call("GET", f"/api/worktrees/{ref}/env/logs", params={"lines": lines})
+    params: dict[str, Any] = {"lines": lines, "source": "command" if command else "output"}
+    body = client.call("GET", f"/api/worktrees/{ref}/env/logs", params=params)
+    if body.get("error"):
+        console.print(f"[yellow]{body['error']}[/]")
     for line in body["lines"]:
         console.out(line, highlight=False)
     try:
-        while follow:
+        while follow and not command:
             time.sleep(0.5)
             body = client.call(
                 "GET",

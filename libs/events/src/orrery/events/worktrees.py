@@ -167,6 +167,13 @@ class StopEnvironment(Command, tag="worktrees.StopEnvironment", frozen=True):
     worktree_id: str
 
 
+class FetchEnvironmentLogs(Command, tag="worktrees.FetchEnvironmentLogs", frozen=True):
+    """Run the environment's ``logs`` command now (10 s at most, 100 KB kept)."""
+
+    CONTEXT: ClassVar[str] = "worktrees"
+    worktree_id: str
+
+
 class CaptureGitState(Command, tag="worktrees.CaptureGitState", frozen=True):
     """Ask for the worktree's HEAD sha, branch and dirty flag (sessions: at task start and end)."""
 
@@ -353,6 +360,22 @@ class EnvironmentHealthChanged(Event, tag="worktrees.EnvironmentHealthChanged", 
     message: str = ""
 
 
+class EnvironmentLogsRequested(Event, tag="worktrees.EnvironmentLogsRequested", frozen=True):
+    worktree_id: str
+
+
+class EnvironmentLogsFetched(Event, tag="worktrees.EnvironmentLogsFetched", frozen=True):
+    """The logs command ran; its output is the message at ``output_seq`` of the output stream
+    (``worktrees.out.logscmd.<worktree_id>``), not in the log."""
+
+    worktree_id: str
+    output_seq: int
+    lines: int
+    truncated: bool
+    exit_code: int | None = None
+    error: str | None = None
+
+
 # --- git state -------------------------------------------------------------------------------
 
 
@@ -382,6 +405,7 @@ CLASSES: tuple[type[Event] | type[Command], ...] = (
     ReconcileWorktrees,
     StartEnvironment,
     StopEnvironment,
+    FetchEnvironmentLogs,
     CaptureGitState,
     RepoAddRequested,
     RepoAdded,
@@ -407,6 +431,8 @@ CLASSES: tuple[type[Event] | type[Command], ...] = (
     EnvironmentStatusChanged,
     EnvironmentStartFailed,
     EnvironmentHealthChanged,
+    EnvironmentLogsRequested,
+    EnvironmentLogsFetched,
     GitStateRequested,
     GitStateCaptured,
 )

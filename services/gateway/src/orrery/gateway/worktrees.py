@@ -77,8 +77,9 @@ class GitStateOut(msgspec.Struct, frozen=True):
 
 class LogsOut(msgspec.Struct, frozen=True):
     lines: list[str]
-    next: int  # pass as ``after`` to get only newer lines
+    next: int  # pass as ``after`` to get only newer lines (source=output)
     truncated: bool
+    error: str | None = None
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -174,6 +175,21 @@ class WorktreesApi:
         finally:
             await sub.unsubscribe()
         return LogsOut(lines=list(kept), next=last_seq, truncated=total > len(kept))
+
+    async def command_output(self, fetched: w.EnvironmentLogsFetched, lines: int) -> LogsOut:
+        try:
+            msg = await self.js.get_msg(subjects.output_stream("worktrees"), fetched.output_seq)
+        except nats.js.errors.NotFoundError:
+            return LogsOut(lines=[], next=0, truncated=False, error="the output expired")
+        except NATS_UNAVAILABLE as exc:
+            raise InfrastructureError(f"cannot read logs: {exc!r}") from exc
+        output = msgspec.json.decode(msg.data or b"{}", type=EnvironmentOutput).lines
+        return LogsOut(
+            lines=output[-lines:],
+            next=0,
+            truncated=fetched.truncated or len(output) > lines,
+            error=fetched.error,
+        )
 
 
 class ReposController(Controller):
@@ -432,13 +448,29 @@ class WorktreesController(Controller):
     ) -> WorktreeOut:
         return await self._env_command(request, ref, api, "restart")
 
-    @get("/{ref:str}/env/logs", summary="The environment's output (last lines, or after a seq)")
+    @get(
+        "/{ref:str}/env/logs",
+        summary="The environment's output (last lines, or after a seq), or with source=command"
+        " the output of its `logs` command run now",
+    )
     async def env_logs(
         self,
+        *,
+        request: Request[Any, Any, Any],
         ref: str,
         api: WorktreesApi,
         lines: Annotated[int, Parameter(ge=1, le=MAX_LOG_LINES)] = 100,
         after: Annotated[int, Parameter(ge=0)] = 0,
+        source: Literal["output", "command"] = "output",
     ) -> LogsOut:
         wt = await api.model.worktree(ref)
-        return await api.logs(wt.id, lines, after)
+        if source == "output":
+            return await api.logs(wt.id, lines, after)
+        sent = await api.send(
+            request,
+            w.FetchEnvironmentLogs(command_id=command_id(request), worktree_id=wt.id),
+            until=_is(w.EnvironmentLogsFetched),
+        )
+        fetched = sent.events[-1].event
+        assert isinstance(fetched, w.EnvironmentLogsFetched)
+        return await api.command_output(fetched, lines)

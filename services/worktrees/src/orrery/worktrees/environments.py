@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shlex
 import signal
 from collections.abc import Sequence
@@ -33,13 +34,21 @@ from orrery.worktrees.adapters.health import (
     TcpCheck,
 )
 from orrery.worktrees.adapters.process_runner import EnvState, ProcessRunner, ProcessRunnerError
-from orrery.worktrees.domain.environment import ENVIRONMENT, FailStart, RecordHealth, RecordStatus
+from orrery.worktrees.domain.environment import (
+    ENVIRONMENT,
+    FailStart,
+    RecordHealth,
+    RecordLogs,
+    RecordStatus,
+)
 from orrery.worktrees.domain.registry import AGGREGATE_ID, REGISTRY, RepoState, WorktreeState
 from orrery.worktrees.domain.slots import port_environment
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.1
+LOGS_TIMEOUT_S = 10.0
+LOGS_MAX_BYTES = 100 * 1024
 MAX_BATCH_LINES = 500
 
 
@@ -182,7 +191,7 @@ class EnvironmentManager:
     # -- recording ---------------------------------------------------------------------------
 
     async def _record(
-        self, command: RecordStatus | FailStart | RecordHealth, meta: EventMeta
+        self, command: RecordStatus | FailStart | RecordHealth | RecordLogs, meta: EventMeta
     ) -> None:
         await self._bus.run(command, meta)
 
@@ -357,6 +366,51 @@ class EnvironmentManager:
             self._docker = DockerRunner(self._docker_url, network_mode="host" if host else "bridge")
         return self._docker
 
+    # -- the logs command ------------------------------------------------------------------
+
+    async def fetch_logs(self, trigger: Envelope[Event], worktree_id: str) -> None:
+        """Run the rendered ``logs`` command (10 s at most, the last 100 KB kept), put its output
+        on the output stream and record where."""
+        lines: list[str] = []
+        truncated, exit_code, error = False, None, None
+        registry = await self._bus.current(REGISTRY, AGGREGATE_ID)
+        wt = registry.worktrees.get(worktree_id)
+        template = wt.environment if wt is not None else None
+        if wt is None or template is None or not template.logs:
+            error = "no logs command configured (environment.logs in .orrery.yml)"
+        elif not await is_dir(wt.path):
+            error = f"{wt.path} is missing on disk"
+        else:
+            try:
+                command = render(template.logs, template_context(registry.repos[wt.repo_id], wt))
+                lines, truncated, exit_code = await _run_capped(
+                    command, Path(wt.path), port_environment(list(wt.ports))
+                )
+            except TemplateError as exc:
+                error = f"environment.logs: {exc}"
+            except TimeoutError:
+                error = f"the logs command did not finish within {LOGS_TIMEOUT_S:.0f}s"
+            except OSError as exc:
+                error = f"the logs command could not run: {exc}"
+        body = EnvironmentOutput(lines=lines, at=datetime.now(UTC).isoformat())
+        ack = await self._js.publish(
+            subjects.output_subject("worktrees", "logscmd", worktree_id),
+            msgspec.json.encode(body),
+            stream=subjects.output_stream("worktrees"),
+        )
+        await self._record(
+            RecordLogs(
+                command_id=f"{trigger.event_id}:outcome",
+                worktree_id=worktree_id,
+                output_seq=int(ack.seq),
+                lines=len(lines),
+                truncated=truncated,
+                exit_code=exit_code,
+                error=error,
+            ),
+            _meta_of(trigger),
+        )
+
     # -- stop --------------------------------------------------------------------------------
 
     async def stop(self, trigger: Envelope[Event], worktree_id: str) -> None:
@@ -470,6 +524,41 @@ class EnvironmentManager:
                         )
                     except NATS_UNAVAILABLE as exc:
                         log.warning("output of %s not published: %r", env_id, exc)
+
+
+async def _run_capped(
+    command: str, cwd: Path, env: dict[str, str]
+) -> tuple[list[str], bool, int | None]:
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        command,
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    kept = bytearray()
+    truncated = False
+    try:
+        async with asyncio.timeout(LOGS_TIMEOUT_S):
+            while chunk := await proc.stdout.read(64 * 1024):
+                kept += chunk
+                if len(kept) > LOGS_MAX_BYTES:
+                    del kept[: len(kept) - LOGS_MAX_BYTES]
+                    truncated = True
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            signal_pgid(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    text = kept.decode("utf-8", "replace")
+    if truncated:
+        text = text.split("\n", 1)[-1]  # drop the partial first line
+    return text.splitlines(), truncated, code
 
 
 def _meta_of(trigger: Envelope[Event]) -> EventMeta:

@@ -84,6 +84,7 @@ def handlers(port_base: int = DEFAULT_BASE_PORT) -> dict[type[Command], Handler[
         w.ReconcileWorktrees: _on_registry(reg.decide_reconcile),
         w.StartEnvironment: _on_env(env.decide_start),
         w.StopEnvironment: _on_env(env.decide_stop),
+        w.FetchEnvironmentLogs: _on_env(env.decide_fetch_logs),
         w.CaptureGitState: Handler(env.GIT_STATE, lambda c: c.worktree_id, env.decide_capture),
     }
 
@@ -101,6 +102,7 @@ INTERNAL: HandlerTable = {
     env.RecordStatus: _on_env(env.decide_record_status),
     env.FailStart: _on_env(env.decide_fail_start),
     env.RecordHealth: _on_env(env.decide_record_health),
+    env.RecordLogs: _on_env(env.decide_record_logs),
     env.RecordGitState: Handler(env.GIT_STATE, lambda c: c.worktree_id, env.decide_record_git),
 }
 

@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 from orrery.events import Command, Envelope, Event, EventMeta, Registry, subjects
 from orrery.events.errors import EventsError
 from orrery.events.worktrees import (
+    EnvironmentLogsRequested,
     EnvironmentStartRequested,
     EnvironmentStopRequested,
     GitStateRequested,
@@ -393,6 +394,12 @@ class Reactor:
             return
         await self.envs.stop(env, event.worktree_id)
 
+    async def _fetch_logs(self, env: Envelope[Event]) -> None:
+        event = env.event
+        assert isinstance(event, EnvironmentLogsRequested)
+        # Read-only: running it again after a crash is harmless; the record happens once.
+        await self.envs.fetch_logs(env, event.worktree_id)
+
     async def _git_state(self, env: Envelope[Event]) -> None:
         event = env.event
         assert isinstance(event, GitStateRequested)
@@ -435,6 +442,7 @@ _ROUTES: dict[type[Event], tuple[str, str, str]] = {
     WorktreeArchiveRequested: ("wt", "worktree_id", "_archive"),
     WorktreeDeleteRequested: ("wt", "worktree_id", "_delete"),
     EnvironmentStartRequested: ("wt", "worktree_id", "_start_env"),
+    EnvironmentLogsRequested: ("logs", "worktree_id", "_fetch_logs"),
     EnvironmentStopRequested: ("wt", "worktree_id", "_stop_env"),
     GitStateRequested: ("git", "worktree_id", "_git_state"),
     ReconcileRequested: ("reconcile", "repo_id", "_reconcile"),

@@ -18,11 +18,14 @@ from orrery.events.errors import Rejection
 from orrery.events.worktrees import (
     CaptureGitState,
     EnvironmentHealthChanged,
+    EnvironmentLogsFetched,
+    EnvironmentLogsRequested,
     EnvironmentStartFailed,
     EnvironmentStartRequested,
     EnvironmentStatusChanged,
     EnvironmentStopRequested,
     EnvStatus,
+    FetchEnvironmentLogs,
     GitStateCaptured,
     GitStateRequested,
     Health,
@@ -78,6 +81,35 @@ def decide_stop(command: StopEnvironment, state: Environment, deps: Deps) -> Seq
     if state.status == "stopped" and state.pending is None:
         raise Rejection("env.not_running", "the environment is not running")
     return [EnvironmentStopRequested(worktree_id=command.worktree_id)]
+
+
+def decide_fetch_logs(
+    command: FetchEnvironmentLogs, state: Environment, deps: Deps
+) -> Sequence[Event]:
+    return [EnvironmentLogsRequested(worktree_id=command.worktree_id)]
+
+
+class RecordLogs(Command, tag="worktrees.internal.RecordLogs", frozen=True):
+    CONTEXT: ClassVar[str] = "worktrees"
+    worktree_id: str
+    output_seq: int
+    lines: int
+    truncated: bool
+    exit_code: int | None = None
+    error: str | None = None
+
+
+def decide_record_logs(command: RecordLogs, state: Environment, deps: Deps) -> Sequence[Event]:
+    return [
+        EnvironmentLogsFetched(
+            worktree_id=command.worktree_id,
+            output_seq=command.output_seq,
+            lines=command.lines,
+            truncated=command.truncated,
+            exit_code=command.exit_code,
+            error=command.error,
+        )
+    ]
 
 
 class RecordStatus(Command, tag="worktrees.internal.RecordStatus", frozen=True):
