@@ -84,6 +84,7 @@ types: install ## regenerate docs/events.md, JSON Schema, web types and deploy/n
 bench: install ## benchmarks: ratios measured side by side in one run
 	$(PY) bench/events.py $(ARGS)
 	$(PY) bench/startup.py
+	$(PY) bench/worktrees.py
 
 clean: ## remove installed dependencies and build outputs
 	rm -rf .venv .tools web/node_modules web/dist

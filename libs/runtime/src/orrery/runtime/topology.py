@@ -26,7 +26,9 @@ DUPLICATE_WINDOW_S = 120.0
 DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
 COMMAND_ACK_WAIT_S = 30.0
 COMMAND_MAX_DELIVER = 8
-# Redelivery delays after a nak without an explicit delay, and after an ack timeout.
+# Delays of the consumer's explicit naks. Deliberately not the consumers' `backoff`: a server-side
+# backoff replaces `ack_wait` (its first step would become the ack deadline, and a command or
+# reaction taking longer than 0.5 s would be redelivered while still running).
 COMMAND_BACKOFF_S = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
 
 
@@ -84,7 +86,6 @@ def command_consumer_config(ctx: str) -> ConsumerConfig:
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=COMMAND_ACK_WAIT_S,
         max_deliver=COMMAND_MAX_DELIVER,
-        backoff=COMMAND_BACKOFF_S,
         max_ack_pending=1_000,
     )
 
@@ -127,7 +128,6 @@ def reactor_consumer_config(ctx: str) -> ConsumerConfig:
         filter_subject=subjects.event_subjects(ctx),
         ack_wait=REACTOR_ACK_WAIT_S,
         max_deliver=-1,
-        backoff=COMMAND_BACKOFF_S,
         max_ack_pending=1_000,
     )
 
