@@ -57,7 +57,7 @@ from orrery.worktrees.main import spec
 
 TARGET = 1.30  # orrery / bare: at most
 DIRS = ("src/app", "src/lib", "tests", "docs", "web/components")
-FILES = 200
+DEFAULT_FILES = 200
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.org",
@@ -78,12 +78,12 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_repo(path: Path) -> Path:
+def make_repo(path: Path, files: int) -> Path:
     """200 text files (1-4 KB) in a few directories, one commit on ``main``; the same bytes
     and the same commit id every time."""
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
-    for n in range(FILES):
+    for n in range(files):
         folder = path / DIRS[n % len(DIRS)]
         folder.mkdir(parents=True, exist_ok=True)
         lines = 30 + (n * 37) % 90
@@ -175,9 +175,9 @@ async def alternate(rounds: int, sides: dict[str, Side]) -> Times:
     return times
 
 
-async def bench(rounds: int, creates: int, root: Path) -> Times:
-    orrery_repo = make_repo(root / "repos" / "orrery")
-    bare_repo = make_repo(root / "repos" / "bare")
+async def bench(rounds: int, creates: int, root: Path, files: int = DEFAULT_FILES) -> Times:
+    orrery_repo = make_repo(root / "repos" / "orrery", files)
+    bare_repo = make_repo(root / "repos" / "bare", files)
     bare_trees = root / "bare-worktrees"
     settings = load()  # ORRERY_HOME and ORRERY_RECONCILE_INTERVAL are set by main()
     async with NatsServer(root / "nats") as ns, PostgresServer(root / "pg") as pg:
@@ -202,7 +202,7 @@ async def bench(rounds: int, creates: int, root: Path) -> Times:
                 names = [f"b-{r * creates + i}" for i in range(creates)]
                 return [await create_bare(bare_repo, bare_trees / n, n) for n in names]
 
-            print(f"{creates} creates per side per round, {rounds} rounds, {FILES} files per tree")
+            print(f"{creates} creates per side per round, {rounds} rounds, {files} files per tree")
             times = await alternate(rounds, {"orrery": orrery_side, "bare": bare_side})
         finally:
             await client.close()
@@ -246,17 +246,18 @@ def main() -> int:
     parser.add_argument("--creates", type=int, default=10, help="creates per side per round")
     parser.add_argument("--quick", action="store_true", help="CI size: 3 rounds of 5 creates")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per side")
+    parser.add_argument("--files", type=int, default=DEFAULT_FILES, help="files in the repo's tree")
     args = parser.parse_args()
     rounds, creates = (3, 5) if args.quick else (args.rounds, args.creates)
-    if rounds < 1 or creates < 1:
-        parser.error("--creates and --rounds must be positive")
+    if rounds < 1 or creates < 1 or args.files < 1:
+        parser.error("--creates, --rounds and --files must be positive")
     with tempfile.TemporaryDirectory(prefix="orrery-bench-") as tmp:
         root = Path(tmp)
         # Before load() and spec() read them; git's variables reach the service's git too.
         os.environ.update(GIT_ENV)
         os.environ["ORRERY_HOME"] = str(root / "home")
         os.environ["ORRERY_RECONCILE_INTERVAL"] = "3600"
-        times = asyncio.run(bench(rounds, creates, root))
+        times = asyncio.run(bench(rounds, creates, root, args.files))
     print(report(times))
     return 0
 

@@ -93,6 +93,37 @@ async def test_append_then_load_returns_events_in_order(store: EventStore, subje
     assert await store.last_sequence(subject) == second.sequence
 
 
+@pytest.mark.parametrize("count", [3, 40])  # a few (direct gets) and more than a handful
+async def test_load_after_a_sequence_returns_only_newer_events(
+    store: EventStore, subject: str, unique: str, count: int
+) -> None:
+    other = f"c{unique}.evt.board.b2"
+    seqs = []
+    for i in range(count):
+        result = await store.append(
+            subject,
+            BoardRenamed(board_id="b1", name=f"n{i}"),
+            expected_seq=None,
+            msg_id=f"a{i}",
+            meta=meta(actor="ada"),
+        )
+        seqs.append(result.sequence)
+        await store.append(  # interleaved: stream sequences of the subject are not contiguous
+            other,
+            BoardRenamed(board_id="b2", name="x"),
+            expected_seq=None,
+            msg_id=f"b{i}",
+            meta=meta(),
+        )
+    newer = await store.load(subject, after=seqs[0])
+    assert [e.sequence for e in newer] == seqs[1:]
+    assert [e.event for e in newer] == [
+        BoardRenamed(board_id="b1", name=f"n{i}") for i in range(1, count)
+    ]
+    assert all(e.actor == "ada" and e.subject == subject for e in newer)
+    assert await store.load(subject, after=seqs[-1]) == []
+
+
 async def test_unknown_subject_loads_empty(store: EventStore, subject: str) -> None:
     assert await store.load(subject) == []
     assert await store.last_sequence(subject) == 0

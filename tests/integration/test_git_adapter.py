@@ -334,3 +334,44 @@ def test_parse_worktree_list() -> None:
         ("/w/y", "y", False, False, True, False),
     ]
     assert parse_worktree_list("") == []
+
+
+async def test_the_fast_path_when_the_caller_knows_origin_and_default_branch(
+    gitx: Git, source: Path, clone: Path, tmp_path: Path
+) -> None:
+    """What the reactor does: no lookups, one `git worktree add` (after a fetch with origin),
+    the same answers and the same typed errors as the careful path."""
+    commit(source, "later.txt", "later\n")  # only a fetch brings this into origin/main
+    fresh = sh(source, "rev-parse", "main")
+    fast = await gitx.add_worktree(
+        clone, tmp_path / "f1", branch="f1", origin=True, default_branch="main"
+    )
+    assert fast.head == fresh and fast.branch == "f1"
+    assert (tmp_path / "f1" / "later.txt").exists()
+    local = await gitx.add_worktree(
+        source, tmp_path / "f2", branch="f2", origin=False, default_branch="main", base="feature"
+    )
+    assert local.head == sh(source, "rev-parse", "feature")
+    # A tag as base is not a branch: the careful path resolves it.
+    sh(source, "tag", "v1", "main")
+    tagged = await gitx.add_worktree(
+        source, tmp_path / "f3", branch="f3", origin=False, default_branch="main", base="v1"
+    )
+    assert tagged.head == sh(source, "rev-parse", "v1")
+    for code, kwargs in [
+        ("git.branch_exists", {"branch": "f1"}),
+        ("git.invalid_branch", {"branch": "bad..name"}),
+        ("git.unknown_ref", {"branch": "x", "base": "nope"}),
+    ]:
+        with pytest.raises(GitError) as caught:
+            await gitx.add_worktree(
+                clone, tmp_path / "err", origin=True, default_branch="main", **kwargs
+            )
+        assert caught.value.code == code, (code, caught.value)
+        assert not (tmp_path / "err").exists()
+    # A path deleted by hand is reused, through the prune-and-retry.
+    shutil.rmtree(tmp_path / "f2")
+    again = await gitx.add_worktree(
+        source, tmp_path / "f2", branch="f2b", origin=False, default_branch="main"
+    )
+    assert again.head == sh(source, "rev-parse", "main")

@@ -107,3 +107,27 @@ async def test_conflicts_beyond_the_bound_surface() -> None:
     store.append = always_conflict  # type: ignore[method-assign]
     with pytest.raises(ConcurrencyConflict):
         await b.execute(RenameBoard(command_id="c2", board_id="b1", name="x"), META)
+
+
+async def test_a_stale_cache_never_decides_wrongly() -> None:
+    """Two buses (two replicas) on one store: each decides on its cached state first; an append
+    on a moved subject conflicts and is decided again, a no-op is confirmed before it counts."""
+    store = InMemoryEventStore()
+    a, b = bus(store), bus(store)
+    await a.execute(CreateBoard(command_id="c1", board_id="b1", name="One", slug="one"), META)
+    await a.execute(RenameBoard(command_id="c2", board_id="b1", name="Two"), META)
+    await b.execute(RenameBoard(command_id="c3", board_id="b1", name="Three"), META)
+    # a's cache says "Two": renaming to "Two" looks like a no-op there, but it is not.
+    assert await a.execute(RenameBoard(command_id="c4", board_id="b1", name="Two"), META) is (
+        Outcome.ACCEPTED
+    )
+    await b.execute(RenameBoard(command_id="c5", board_id="b1", name="Four"), META)
+    # a's cache is behind again: its append conflicts, it reads the log and decides again.
+    await a.execute(RenameBoard(command_id="c6", board_id="b1", name="Five"), META)
+    names = [e.event.name for e in await store.load(BOARD) if isinstance(e.event, BoardRenamed)]
+    assert names == ["Two", "Three", "Two", "Four", "Five"]
+    # A true no-op on a current cache appends nothing.
+    assert await a.execute(RenameBoard(command_id="c7", board_id="b1", name="Five"), META) is (
+        Outcome.ACCEPTED
+    )
+    assert len(await store.load(BOARD)) == 6

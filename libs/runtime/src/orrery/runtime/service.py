@@ -43,6 +43,7 @@ class Wiring:
     store: JetStreamEventStore
     runners: list[ProjectionRunner]
     started_at: datetime
+    bus: CommandBus  # shared by the command consumer and the service's own tasks (one cache)
 
 
 Extra = Callable[[Wiring, asyncio.Event], Coroutine[Any, Any, None]]
@@ -57,6 +58,9 @@ class ServiceSpec:
     handlers: HandlerTable
     projections: Sequence[Projection]
     extras: Sequence[Extra] = field(default_factory=tuple)
+    # Commands only the service's own tasks execute (outcomes of side effects). They are not in
+    # the registry, so the command consumer can never decode one from the wire.
+    internal_handlers: HandlerTable = field(default_factory=dict)
     registry: Registry = field(default_factory=default_registry)
 
 
@@ -89,8 +93,10 @@ async def run_service(
             raise InfrastructureError(f"cannot create {spec.context} streams: {exc!r}") from exc
         store = JetStreamEventStore(js, subjects.event_stream(spec.context), registry=spec.registry)
         runners = [ProjectionRunner(pool, js, p, spec.registry) for p in spec.projections]
-        wiring = Wiring(nc, js, pool, store, runners, clock.now())
-        command_bus = CommandBus(spec.context, store, spec.handlers, clock, ids)
+        command_bus = CommandBus(
+            spec.context, store, {**spec.handlers, **spec.internal_handlers}, clock, ids
+        )
+        wiring = Wiring(nc, js, pool, store, runners, clock.now(), command_bus)
         consumer = CommandConsumer(js, command_bus, spec.registry, nc=nc)
         instance = f"{socket.gethostname()}-{ids.new()[-12:]}"
         async with asyncio.TaskGroup() as tg:

@@ -11,8 +11,6 @@ from typing import Any
 
 from orrery.events import Command, default_registry
 from orrery.events import worktrees as w
-from orrery.runtime.clock import UUID7, SystemClock
-from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.decider import Handler, HandlerTable
 from orrery.runtime.entrypoint import run_standalone
 from orrery.runtime.errors import ConfigurationError
@@ -109,13 +107,7 @@ INTERNAL: HandlerTable = {
 
 def react(settings: Settings, config: WorktreesSettings):  # type: ignore[no-untyped-def]
     async def run(wiring: Wiring, stop: asyncio.Event) -> None:
-        bus = CommandBus(
-            "worktrees",
-            wiring.store,
-            {**handlers(config.port_base), **INTERNAL},
-            SystemClock(),
-            UUID7(),
-        )
+        bus = wiring.bus
         layout = Layout(settings.home)
         git = Git()
         reactor = Reactor(
@@ -149,6 +141,7 @@ def spec(settings: Settings) -> ServiceSpec:
         handlers=handlers(config.port_base),
         projections=[WorktreesProjection()],
         extras=[react(settings, config)],
+        internal_handlers=INTERNAL,
     )
 
 

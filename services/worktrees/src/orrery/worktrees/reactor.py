@@ -42,7 +42,7 @@ from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.errors import RuntimeFailure
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
 from orrery.worktrees.adapters.files import Layout, copy_files, is_dir, read_settings, remove_tree
-from orrery.worktrees.adapters.git import Git, GitError
+from orrery.worktrees.adapters.git import Git, GitError, Worktree
 from orrery.worktrees.domain.environment import RecordGitState
 from orrery.worktrees.domain.registry import (
     AGGREGATE_ID,
@@ -54,10 +54,9 @@ from orrery.worktrees.domain.registry import (
     FailRepoAdd,
     FailWorktreeCreation,
     ImportRepoConfig,
+    RepoState,
 )
-from orrery.worktrees.domain.registry import (
-    Registry as RegistryState,
-)
+from orrery.worktrees.domain.registry import Registry as RegistryState
 from orrery.worktrees.environments import EnvironmentManager
 from orrery.worktrees.reconciler import Reconciler
 
@@ -274,8 +273,12 @@ class Reactor:
         event = env.event
         assert isinstance(event, WorktreeRequested)
         cid = f"{env.event_id}:outcome"
-        registry = await self._registry()
-        repo = registry.repos.get(event.repo_id)
+        # A repo's path, branch and settings change only through this reactor's own records, so
+        # its cached registry is current for them (and saves a load on the hot path).
+        cached = self.bus.cached(REGISTRY, AGGREGATE_ID)
+        repo = cached.repos.get(event.repo_id) if cached is not None else None
+        if repo is None or repo.status != "ready":
+            repo = (await self._registry()).repos.get(event.repo_id)
         if repo is None or repo.status != "ready":
             await self._record(
                 env,
@@ -289,7 +292,7 @@ class Reactor:
             return
         path = self.layout.worktree_path(repo.slug, event.name)
         try:
-            worktree = await self._add_worktree(repo.path, path, event)
+            worktree = await self._add_worktree(repo, path, event)
             copied = await copy_files(Path(repo.path), path, repo.settings.copy)
         except GitError as exc:
             await self._record(
@@ -315,19 +318,23 @@ class Reactor:
             ),
         )
 
-    async def _add_worktree(self, repo_path: str, path: Path, event: WorktreeRequested):  # type: ignore[no-untyped-def]
+    async def _add_worktree(
+        self, repo: RepoState, path: Path, event: WorktreeRequested
+    ) -> Worktree:
         if await is_dir(path):
             # Done by an earlier attempt that died before recording it?
-            for existing in await self.git.list_worktrees(repo_path):
+            for existing in await self.git.list_worktrees(repo.path):
                 if Path(existing.path) == path and existing.branch == event.branch:
                     return existing
         return await self.git.add_worktree(
-            repo_path,
+            repo.path,
             path,
             branch=event.branch,
             base=event.base,
             new_branch=event.new_branch,
             token=self.token,
+            origin=repo.remote_url is not None,
+            default_branch=repo.default_branch,
         )
 
     async def _archive(self, env: Envelope[Event]) -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar, cast
 
 import msgspec
-from orrery.events import Command, EventMeta, subjects, wire_tag
+from orrery.events import Command, Event, EventMeta, subjects, wire_tag
 from orrery.events.common import CommandRejected
 from orrery.events.errors import Rejection
 from orrery.runtime import tracing
@@ -96,6 +97,11 @@ class CommandBus:
     ) -> Executed:
         cached = self._cache.get(subject)
         if cached is not None and command.command_id not in cached.causes:
+            done = await self._optimistic(handler, command, meta, subject, cached)
+            if done is not None:
+                return done
+            cached = self._cache.get(subject)
+        if cached is not None and command.command_id not in cached.causes:
             newer = await self.store.load(subject, after=cached.sequence)
             if all(e.causation_id != command.command_id for e in newer):
                 state = cached.state
@@ -118,6 +124,34 @@ class CommandBus:
             handler, command, meta, subject, folded, mine=len(mine)
         )
 
+    async def _optimistic(
+        self,
+        handler: Handler[Any, Any],
+        command: Command,
+        meta: EventMeta,
+        subject: str,
+        cached: _Folded,
+    ) -> Executed | None:
+        """Decide on the cached state without reading the log first. Appends check it with
+        the expected sequence; a rejection or a no-op is final only once the subject is known not
+        to have moved. ``None``: the cache was behind, take the reading path."""
+        deps = Deps(clock=self.clock, ids=self.ids, actor=meta.actor)
+        try:
+            events = handler.decide(command, cached.state, deps)
+        except Rejection:
+            if await self.store.last_sequence(subject) == cached.sequence:
+                raise
+            return None
+        if not events:
+            if await self.store.last_sequence(subject) == cached.sequence:
+                return Executed(Outcome.ACCEPTED, 0, cached.sequence)
+            return None
+        try:
+            return await self._append(handler, command, meta, subject, cached, events, mine=0)
+        except ConcurrencyConflict:
+            self._cache.pop(subject, None)
+            return None
+
     async def _decide_and_append(
         self,
         handler: Handler[Any, Any],
@@ -132,6 +166,19 @@ class CommandBus:
         events = handler.decide(command, folded.state, deps)
         if mine and mine >= len(events):
             return Executed(Outcome.ALREADY_DONE, 0, folded.sequence)
+        return await self._append(handler, command, meta, subject, folded, events, mine=mine)
+
+    async def _append(  # noqa: PLR0917 - the pieces of one attempt, passed along
+        self,
+        handler: Handler[Any, Any],
+        command: Command,
+        meta: EventMeta,
+        subject: str,
+        folded: _Folded,
+        events: Sequence[Event],
+        *,
+        mine: int,
+    ) -> Executed:
         seq = folded.sequence
         state = folded.state
         for index, event in enumerate(events[mine:], start=mine):
@@ -142,12 +189,22 @@ class CommandBus:
                 msg_id=f"{command.command_id}:{index}",
                 meta=self.event_meta(command, meta),
             )
+            if result.duplicate:
+                # Stored before, by an earlier delivery this cache never saw: read the log.
+                self._cache.pop(subject, None)
+                raise ConcurrencyConflict(subject, seq, result.sequence)
             seq = result.sequence
             state = handler.aggregate.evolve(state, event)
         if not mine:
             # Only a state folded over the whole subject in order may be cached.
             self._remember(subject, _Folded(seq, state, folded.causes | {command.command_id}))
         return Executed(Outcome.ACCEPTED, len(events) - mine, seq)
+
+    def cached(self, aggregate: Aggregate[S], aggregate_id: str) -> S | None:
+        """The last state this bus folded for the aggregate, without any I/O (may be behind)."""
+        subject = subjects.event_subject(self.context, aggregate.kind, aggregate_id)
+        folded = self._cache.get(subject)
+        return None if folded is None else cast("S", folded.state)
 
     async def current(self, aggregate: Aggregate[S], aggregate_id: str) -> S:
         """The aggregate's state now, folded (incrementally, through the cache) from its log."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -267,7 +268,10 @@ class Git:
     async def fetch(self, repo_path: StrPath, *, token: str | None = None) -> bool:
         """``git fetch --prune origin``; returns False (and does nothing) without an origin."""
         repo = await self._repo(repo_path)
-        if not await self._has_origin(repo):
+        return await self._fetch(repo, token=token, known_origin=None)
+
+    async def _fetch(self, repo: Path, *, token: str | None, known_origin: bool | None) -> bool:
+        if known_origin is None and not await self._has_origin(repo):
             return False
         await self._check(
             repo, ["fetch", "--prune", "origin"], "git.fetch_failed", token=token, network=True
@@ -285,64 +289,109 @@ class Git:
         base: str | None = None,
         new_branch: bool = True,
         token: str | None = None,
+        origin: bool | None = None,
+        default_branch: str | None = None,
     ) -> Worktree:
         """Add a worktree at ``path`` (which must not exist), after a fetch.
 
         ``new_branch``: create ``branch`` from ``origin/<base>`` if that exists, else from
         the local ``base`` (default: the default branch). Otherwise check out the existing
-        ``branch`` (local, or tracked from ``origin/<branch>``)."""
-        repo = await self._repo(repo_path)
-        probe = await _probe(Path(path))
+        ``branch`` (local, or tracked from ``origin/<branch>``).
+
+        Creation is the hot path (bench/worktrees.py): besides the fetch and the add it runs one
+        ``for-each-ref``. ``origin`` (whether the repo has one) and ``default_branch``, when the
+        caller knows them, save their lookups."""
+        repo = Path(repo_path)
+        repo_probe, probe = await asyncio.to_thread(
+            lambda: (_probe_sync(repo), _probe_sync(Path(path)))
+        )
+        if not repo_probe.is_dir:
+            raise GitError("git.not_a_repository", f"{repo} is not a directory")
         target = probe.absolute
         if probe.exists:
             raise GitError("git.worktree_exists", f"{target} already exists")
-        await self._check(repo, ["check-ref-format", "--branch", branch], "git.invalid_branch")
-        await self._forget_missing(repo, target)
-        await self.fetch(repo, token=token)
-        local = await self._ref_exists(repo, f"refs/heads/{branch}")
+        if origin is None or origin:
+            await self._fetch(repo, token=token, known_origin=origin)
+        start = base or default_branch or (await self.default_branch(repo) if new_branch else "")
+        if new_branch and origin is not None:
+            # The usual case, in one process: the start point is known (origin/<base> after a
+            # fetch, else <base>); git itself refuses an existing branch or a bad name.
+            point = f"origin/{start}" if origin else start
+            args = ["worktree", "add", "--no-track", "-b", branch, "--", str(target), point]
+            result = await self._add(repo, args, branch, new_branch=True)
+            if result.status == 0:
+                return Worktree(path=str(target), head=await self._head_of(target), branch=branch)
+            if not any(m in result.stderr for m in ("invalid reference", "not a valid object")):
+                raise _add_error(result, branch)
+            # The start point is not where we guessed (a local-only base, a tag, a typo).
+        refs = await self._refs(repo, branch, start)
         if new_branch:
-            if local:
+            if f"refs/heads/{branch}" in refs:
                 raise GitError("git.branch_exists", f"branch {branch!r} already exists")
-            start = await self._start_point(repo, base or await self.default_branch(repo))
-            args = ["worktree", "add", "--no-track", "-b", branch, "--", str(target), start]
-        elif local:
+            point, head = await self._resolve_start(repo, start, refs)
+            args = ["worktree", "add", "--no-track", "-b", branch, "--", str(target), point]
+        elif f"refs/heads/{branch}" in refs:
+            head = refs[f"refs/heads/{branch}"]
             args = ["worktree", "add", "--", str(target), branch]
-        elif await self._ref_exists(repo, f"refs/remotes/origin/{branch}"):
-            args = [
-                "worktree",
-                "add",
-                "--track",
-                "-b",
-                branch,
-                "--",
-                str(target),
-                f"origin/{branch}",
-            ]
+        elif f"refs/remotes/origin/{branch}" in refs:
+            head = refs[f"refs/remotes/origin/{branch}"]
+            args = ["worktree", "add", "--track", "-b", branch, "--", str(target)]
+            args.append(f"origin/{branch}")
         else:
             raise GitError("git.unknown_ref", f"no branch {branch!r} (nor origin/{branch})")
-        result = await self._run(repo, args)
+        result = await self._add(repo, args, branch, new_branch=new_branch)
         if result.status != 0:
-            text = result.stderr
-            already = "already checked out" in text or "already used by worktree" in text
-            raise _error("git.branch_checked_out" if already else "git.worktree_add_failed", result)
-        for worktree in await self.list_worktrees(repo):
-            if await _same_path(Path(worktree.path), target):
-                return worktree
-        raise GitError("git.worktree_add_failed", f"{target} is not listed after git worktree add")
+            raise _add_error(result, branch)
+        return Worktree(path=str(target), head=head, branch=branch)
 
-    async def _start_point(self, repo: Path, base: str) -> str:
-        if await self._ref_exists(repo, f"refs/remotes/origin/{base}"):
-            return f"origin/{base}"
-        if await self._ref_exists(repo, base):
-            return base
+    async def _add(self, repo: Path, args: list[str], branch: str, *, new_branch: bool) -> _Result:
+        result = await self._run(repo, args)
+        if result.status != 0 and "already registered" in result.stderr:
+            # A registration left for a path deleted by hand: prune it and try again (git made
+            # the new branch before refusing; it did not exist before, so it goes too).
+            await self._check(repo, ["worktree", "prune"], "git.worktree_prune_failed")
+            if new_branch:
+                await self._run(repo, ["branch", "-D", "--", branch])
+            result = await self._run(repo, args)
+        return result
+
+    async def _head_of(self, worktree: Path) -> str | None:
+        """HEAD of a worktree just added, read from its files; git answers when they are not
+        plain (a packed or reftable ref)."""
+        head = await asyncio.to_thread(_read_head, worktree)
+        if head is None:
+            head = await self._head(worktree)
+        return head
+
+    async def _refs(self, repo: Path, branch: str, base: str) -> dict[str, str]:
+        """``{refname: sha}`` of the branch and base, locally and on origin, in one process."""
+        names = [f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"]
+        if base:
+            names += [f"refs/heads/{base}", f"refs/remotes/origin/{base}"]
+        out = await self._check(
+            repo,
+            ["for-each-ref", "--format=%(refname) %(objectname)", *names],
+            "git.not_a_repository",
+        )
+        wanted = set(names)
+        pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
+        return {name: sha for name, sha in pairs if name in wanted}
+
+    async def _resolve_start(
+        self, repo: Path, base: str, refs: dict[str, str]
+    ) -> tuple[str, str | None]:
+        """The start point of a new branch and its commit: ``origin/<base>``, the local branch,
+        or any other commit-ish (a tag, a sha)."""
+        for ref, point in (
+            (f"refs/remotes/origin/{base}", f"origin/{base}"),
+            (f"refs/heads/{base}", base),
+        ):
+            if ref in refs:
+                return point, refs[ref]
+        result = await self._run(repo, ["rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"])
+        if result.status == 0:
+            return base, result.stdout.strip()
         raise GitError("git.unknown_ref", f"unknown base {base!r} (nor origin/{base})")
-
-    async def _forget_missing(self, repo: Path, target: Path) -> None:
-        """A registration left for ``target`` whose directory is gone would block the add."""
-        for worktree in await self.list_worktrees(repo):
-            if await _same_path(Path(worktree.path), target):
-                await self._check(repo, ["worktree", "prune"], "git.worktree_prune_failed")
-                return
 
     async def list_worktrees(self, repo_path: StrPath) -> list[Worktree]:
         """``git worktree list --porcelain -z``, the main checkout first."""
@@ -449,6 +498,41 @@ async def _probe(path: Path) -> _Probe:
 
 async def _same_path(a: Path, b: Path) -> bool:
     return await asyncio.to_thread(lambda: a.resolve() == b.resolve())
+
+
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def _read_head(worktree: Path) -> str | None:
+    """Blocking: ``<worktree>/.git`` -> its git dir -> HEAD -> the loose ref in the common dir."""
+    try:
+        pointer = (worktree / ".git").read_text().strip()
+        if not pointer.startswith("gitdir: "):
+            return None
+        gitdir = (worktree / pointer.removeprefix("gitdir: ")).resolve()
+        head = (gitdir / "HEAD").read_text().strip()
+        if _SHA.match(head):
+            return head
+        if not head.startswith("ref: refs/"):
+            return None
+        common = gitdir
+        if (gitdir / "commondir").is_file():
+            common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+        sha = (common / head.removeprefix("ref: ")).read_text().strip()
+    except OSError:
+        return None
+    return sha if _SHA.match(sha) else None
+
+
+def _add_error(result: _Result, branch: str) -> GitError:
+    text = result.stderr
+    if "already checked out" in text or "already used by worktree" in text:
+        return _error("git.branch_checked_out", result)
+    if "is not a valid branch name" in text:
+        return _error("git.invalid_branch", result)
+    if f"a branch named '{branch}' already exists" in text:
+        return _error("git.branch_exists", result)
+    return _error("git.worktree_add_failed", result)
 
 
 def _error(code: str, result: _Result, *, token: str | None = None) -> GitError:
