@@ -358,14 +358,19 @@ async def test_the_fast_path_when_the_caller_knows_origin_and_default_branch(
         source, tmp_path / "f3", branch="f3", origin=False, default_branch="main", base="v1"
     )
     assert tagged.head == sh(source, "rev-parse", "v1")
-    for code, kwargs in [
-        ("git.branch_exists", {"branch": "f1"}),
-        ("git.invalid_branch", {"branch": "bad..name"}),
-        ("git.unknown_ref", {"branch": "x", "base": "nope"}),
+    for code, branch, base in [
+        ("git.branch_exists", "f1", None),
+        ("git.invalid_branch", "bad..name", None),
+        ("git.unknown_ref", "x", "nope"),
     ]:
         with pytest.raises(GitError) as caught:
             await gitx.add_worktree(
-                clone, tmp_path / "err", origin=True, default_branch="main", **kwargs
+                clone,
+                tmp_path / "err",
+                branch=branch,
+                base=base,
+                origin=True,
+                default_branch="main",
             )
         assert caught.value.code == code, (code, caught.value)
         assert not (tmp_path / "err").exists()

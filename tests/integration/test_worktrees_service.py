@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
@@ -361,7 +362,10 @@ async def test_docker_environment_through_the_service(  # noqa: PLR0917 - fixtur
 ) -> None:
     """An environment with `runner: docker` runs as a container on a real Docker-compatible API
     (podman's service), its port block reachable, its output in the logs, stopped on request."""
-    from tests.integration.podman_api import BUSYBOX_IMAGE, PodmanUnavailable, podman_api
+    if TYPE_CHECKING:  # mypy sees the repo root; pytest puts this directory on sys.path
+        from tests.integration.podman_api import BUSYBOX_IMAGE, PodmanUnavailable, podman_api
+    else:
+        from podman_api import BUSYBOX_IMAGE, PodmanUnavailable, podman_api
 
     await fresh_context(js, "worktrees")
     repo = make_repo(tmp_path / "src")
@@ -583,3 +587,50 @@ async def test_the_read_model_rebuilt_from_the_log_equals_the_live_one(
     live = await snapshot()
     assert await rebuild(pool, js, projection, default_registry()) >= 10
     assert await snapshot() == live
+
+
+async def test_a_replayed_log_redoes_no_side_effect(  # noqa: PLR0917 - fixtures
+    nats_server: NatsServer,
+    database_url: str,
+    js: JetStreamContext,
+    client: CommandClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reactor's consumer recreated from the start of the log (an operator reset, an
+    upgrade): every request is offered again, and none is done again: the clean that ran
+    before an unarchive does not delete what was written since."""
+    await fresh_context(js, "worktrees")
+    home = tmp_path / "home"
+    source = make_repo(tmp_path / "src")
+    async with running_service(nats_server.url, database_url, home, monkeypatch):
+        repo_id = await add_repo(client, source)
+        wt = await create(client, repo_id, "kept")
+        await client.send(
+            w.ArchiveWorktree(
+                command_id=ids.new(), worktree_id=wt.worktree_id, filesystem="cleaned"
+            ),
+            until=of(w.WorktreeArchived),
+        )
+        await client.send(w.UnarchiveWorktree(command_id=ids.new(), worktree_id=wt.worktree_id))
+        Path(wt.path, "work-in-progress.txt").write_text("precious")
+    before = await _count_events(js)
+    await js.delete_consumer(subjects.event_stream("worktrees"), "worktrees-reactor")
+    async with running_service(nats_server.url, database_url, home, monkeypatch):
+        await _streams_ready(js)
+        async with asyncio.timeout(20):
+            while True:
+                info = await js.consumer_info(
+                    subjects.event_stream("worktrees"), "worktrees-reactor"
+                )
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    break
+                await asyncio.sleep(0.1)
+    assert Path(wt.path, "work-in-progress.txt").read_text() == "precious"
+    assert (home / "repos" / "app" / ".git").is_dir()
+    assert await _count_events(js) == before  # nothing recorded twice
+
+
+async def _count_events(js: JetStreamContext) -> int:
+    info = await js.stream_info(subjects.event_stream("worktrees"))
+    return int(info.state.messages)

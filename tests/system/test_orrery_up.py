@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import psutil
@@ -16,7 +17,10 @@ from orrery.events import EventMeta, codec, subjects
 from orrery.events.canvas import CreateBoard
 from orrery.runtime import bus
 
-from tests.system.stackctl import ORRERY, orrery, start, stop, wait_healthy
+if TYPE_CHECKING:  # mypy sees the repo root; pytest puts this directory on sys.path
+    from tests.system.stackctl import ORRERY, orrery, start, stop, wait_healthy
+else:
+    from stackctl import ORRERY, orrery, start, stop, wait_healthy
 
 pytestmark = pytest.mark.system
 

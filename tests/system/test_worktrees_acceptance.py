@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from tests.system.stackctl import orrery, start, stop, wait_healthy
+if TYPE_CHECKING:  # mypy sees the repo root; pytest puts this directory on sys.path
+    from tests.system.stackctl import orrery, start, stop, wait_healthy
+else:
+    from stackctl import orrery, start, stop, wait_healthy
 
 pytestmark = pytest.mark.system
 

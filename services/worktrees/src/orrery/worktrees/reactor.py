@@ -117,7 +117,11 @@ class Reactor:
         self.state = "recovering"
         registry = await self.bus.current(REGISTRY, AGGREGATE_ID)
         await self.envs.recover(
-            [w.worktree_id for w in registry.worktrees.values() if w.status != "failed"]
+            [
+                w.worktree_id
+                for w in registry.worktrees.values()
+                if w.status in ("active", "archiving", "deleting")
+            ]
         )
         sub = await self.js.pull_subscribe_bind(
             durable=topology.reactor_consumer_name("worktrees"),
@@ -209,6 +213,9 @@ class Reactor:
         event = env.event
         assert isinstance(event, RepoAddRequested)
         cid = f"{env.event_id}:outcome"
+        repo = (await self._registry()).repos.get(event.repo_id)
+        if repo is None or repo.status != "adding":
+            return  # handled before (a replayed or redelivered request): never clone again
         try:
             if event.adopt:
                 info = await self.git.adopt(event.source)
@@ -264,8 +271,15 @@ class Reactor:
     async def _remove_repo(self, env: Envelope[Event]) -> None:
         event = env.event
         assert isinstance(event, RepoRemoved)
-        if event.delete_files and event.path and self.layout.is_managed_clone(event.path):
-            await remove_tree(Path(event.path))
+        if not (event.delete_files and event.path and self.layout.is_managed_clone(event.path)):
+            return
+        registry = await self._registry()
+        if any(
+            r.path == event.path and r.status in ("adding", "ready")
+            for r in registry.repos.values()
+        ):
+            return  # a repo added later lives there now (a replayed removal must not touch it)
+        await remove_tree(Path(event.path))
 
     # -- worktrees -----------------------------------------------------------------------------
 
@@ -277,8 +291,12 @@ class Reactor:
         # its cached registry is current for them (and saves a load on the hot path).
         cached = self.bus.cached(REGISTRY, AGGREGATE_ID)
         repo = cached.repos.get(event.repo_id) if cached is not None else None
-        if repo is None or repo.status != "ready":
-            repo = (await self._registry()).repos.get(event.repo_id)
+        wt = cached.worktrees.get(event.worktree_id) if cached is not None else None
+        if repo is None or repo.status != "ready" or wt is None:
+            fresh = await self._registry()
+            repo, wt = fresh.repos.get(event.repo_id), fresh.worktrees.get(event.worktree_id)
+        if wt is not None and wt.status != "creating":
+            return  # handled before: a replayed or redelivered request
         if repo is None or repo.status != "ready":
             await self._record(
                 env,
@@ -342,6 +360,8 @@ class Reactor:
         assert isinstance(event, WorktreeArchiveRequested)
         registry = await self._registry()
         wt = registry.worktrees[event.worktree_id]
+        if wt.status != "archiving":
+            return  # handled before: cleaning again could delete files made since
         repo = registry.repos[wt.repo_id]
         await self.envs.stop_for(env, wt.worktree_id)
         removed = 0
@@ -364,6 +384,8 @@ class Reactor:
         assert isinstance(event, WorktreeDeleteRequested)
         registry = await self._registry()
         wt = registry.worktrees[event.worktree_id]
+        if wt.status != "deleting":
+            return  # handled before
         repo = registry.repos[wt.repo_id]
         await self.envs.stop_for(env, wt.worktree_id)
         was_missing = not await is_dir(wt.path)
