@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -30,16 +29,14 @@ from orrery.runtime.settings import load
 from orrery.worktrees.main import spec
 from orrery.worktrees.projection import WorktreesProjection
 
-ids = UUID7()
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.org",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.org",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
+if TYPE_CHECKING:  # mypy sees the repo root; pytest puts tests/ on sys.path
+    from tests.gitrepos import GIT_ENV, free_port_block, git
+    from tests.gitrepos import make_repo as make_test_repo
+else:
+    from gitrepos import GIT_ENV, free_port_block, git
+    from gitrepos import make_repo as make_test_repo
 
+ids = UUID7()
 ORRERY_YML = """\
 environment:
   start: "{python} -u -m http.server {{{{ worktree.ports[0] }}}} --bind 127.0.0.1"
@@ -50,22 +47,16 @@ copy: [.env]
 
 
 def sh(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return git(cwd, *args)
 
 
 def make_repo(root: Path) -> Path:
-    repo = root / "app"
-    repo.mkdir(parents=True)
-    sh(repo, "init", "-q", "-b", "main")
-    (repo / ".orrery.yml").write_text(ORRERY_YML.format(python=sys.executable))
-    (repo / ".gitignore").write_text(".env\n")
-    (repo / "index.html").write_text("<h1>hello</h1>\n")
-    sh(repo, "add", ".")
-    sh(repo, "commit", "-q", "-m", "init")
-    (repo / ".env").write_text("SECRET=1\n")  # untracked: only `copy:` brings it along
-    return repo
+    return make_test_repo(
+        root / "app",
+        ORRERY_YML.format(python=sys.executable),
+        {".gitignore": ".env\n", "index.html": "<h1>hello</h1>\n"},
+        {".env": "SECRET=1\n"},  # untracked: only `copy:` brings it along
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -122,20 +113,7 @@ async def service(
 
 
 def _free_block() -> int:
-    """A base port whose first 30 ports are free now (three worktrees' blocks)."""
-    for base in range(31_000, 60_000, 300):
-        if all(_free(p) for p in range(base, base + 30)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    return free_port_block(30)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

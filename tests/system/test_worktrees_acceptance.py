@@ -15,21 +15,17 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-if TYPE_CHECKING:  # mypy sees the repo root; pytest puts this directory on sys.path
+if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
+    from tests.gitrepos import GIT_ENV, free_port_block, git
+    from tests.gitrepos import make_repo as make_test_repo
     from tests.system.stackctl import orrery, start, stop, wait_healthy
 else:
+    from gitrepos import GIT_ENV, free_port_block, git
+    from gitrepos import make_repo as make_test_repo
     from stackctl import orrery, start, stop, wait_healthy
 
 pytestmark = pytest.mark.system
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Ada",
-    "GIT_AUTHOR_EMAIL": "ada@example.org",
-    "GIT_COMMITTER_NAME": "Ada",
-    "GIT_COMMITTER_EMAIL": "ada@example.org",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 ORRERY_YML = """\
 environment:
   start: "{python} -u -m http.server {{{{ worktree.ports[0] }}}} --bind 127.0.0.1"
@@ -40,39 +36,17 @@ copy: [.env]
 """
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=GIT_ENV
-    ).stdout.strip()
-
-
 def make_repo(root: Path) -> Path:
-    repo = root / "shop"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    (repo / ".orrery.yml").write_text(ORRERY_YML.format(python=sys.executable))
-    (repo / ".gitignore").write_text(".env\n*.log\n")
-    (repo / "index.html").write_text("<h1>shop</h1>\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "init")
-    (repo / ".env").write_text("API_KEY=dev\n")
-    return repo
+    return make_test_repo(
+        root / "shop",
+        ORRERY_YML.format(python=sys.executable),
+        {".gitignore": ".env\n*.log\n", "index.html": "<h1>shop</h1>\n"},
+        {".env": "API_KEY=dev\n"},
+    )
 
 
 def free_base() -> int:
-    for base in range(32_000, 60_000, 500):
-        if all(_free(p) for p in range(base, base + 60)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+    return free_port_block(60, start=32_000)
 
 
 def until(check: Any, timeout: float = 30.0) -> Any:
