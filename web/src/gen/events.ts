@@ -12,6 +12,24 @@ export type OrreryMessage =
   | CommandRejected
   | BoardCreated
   | BoardRenamed
+  | SessionCreated
+  | ChildSessionRequested
+  | TaskQueued
+  | QueuedTaskRemoved
+  | QueueReordered
+  | TaskStarted
+  | PromptSteered
+  | MessageRecorded
+  | TaskGitState
+  | PermissionRequested
+  | PermissionDecided
+  | StopRequested
+  | TaskCompleted
+  | TaskFailed
+  | TaskStopped
+  | TaskInterrupted
+  | ChildReported
+  | SessionDeleted
   | RepoAddRequested
   | RepoAdded
   | RepoAddFailed
@@ -42,6 +60,16 @@ export type OrreryMessage =
   | GitStateCaptured
   | CreateBoard
   | RenameBoard
+  | CreateSession
+  | SubmitPrompt
+  | RemoveQueuedPrompt
+  | ReorderQueue
+  | StopTask
+  | ResumeTask
+  | DecidePermission
+  | ForkSession
+  | SpawnSession
+  | DeleteSession
   | AddRepo
   | ReloadRepoConfig
   | RemoveRepo
@@ -83,6 +111,237 @@ export interface BoardRenamed {
   type: "canvas.BoardRenamed";
   board_id: string;
   name: string;
+  [k: string]: unknown;
+}
+export interface SessionCreated {
+  type: "sessions.SessionCreated";
+  session_id: string;
+  worktree_id: string;
+  title: string;
+  settings: AgentSettings;
+  board_id?: string | null;
+  relation?: "fork" | "root" | "spawn";
+  parent_id?: string | null;
+  fork_point?: number | null;
+  [k: string]: unknown;
+}
+export interface AgentSettings {
+  agent?: string;
+  model?: string;
+  permission_mode?: "allow-all" | "ask" | "auto";
+  thinking?: "auto" | "off";
+  [k: string]: unknown;
+}
+/**
+ * On the parent: a fork or spawn was asked for; the child is created from it.
+ */
+export interface ChildSessionRequested {
+  type: "sessions.ChildSessionRequested";
+  session_id: string;
+  child_id: string;
+  relation: "fork" | "root" | "spawn";
+  prompt: string | null;
+  title: string;
+  settings: AgentSettings;
+  fork_point?: number | null;
+  [k: string]: unknown;
+}
+export interface TaskQueued {
+  type: "sessions.TaskQueued";
+  session_id: string;
+  task_id: string;
+  prompt: string;
+  [k: string]: unknown;
+}
+export interface QueuedTaskRemoved {
+  type: "sessions.QueuedTaskRemoved";
+  session_id: string;
+  task_id: string;
+  [k: string]: unknown;
+}
+export interface QueueReordered {
+  type: "sessions.QueueReordered";
+  session_id: string;
+  task_ids: string[];
+  [k: string]: unknown;
+}
+export interface TaskStarted {
+  type: "sessions.TaskStarted";
+  session_id: string;
+  task_id: string;
+  prompt: string;
+  resumed?: boolean;
+  [k: string]: unknown;
+}
+/**
+ * A prompt delivered into the running task instead of queued after it.
+ */
+export interface PromptSteered {
+  type: "sessions.PromptSteered";
+  session_id: string;
+  task_id: string;
+  prompt: string;
+  [k: string]: unknown;
+}
+export interface MessageRecorded {
+  type: "sessions.MessageRecorded";
+  session_id: string;
+  task_id: string;
+  message_id: string;
+  index: number;
+  role: "assistant" | "system" | "user";
+  blocks: (TextBlock | ThinkingBlock | ToolUseBlock | ToolResultBlock | SystemBlock)[];
+  model?: string | null;
+  [k: string]: unknown;
+}
+export interface TextBlock {
+  type: "text";
+  text: string;
+  [k: string]: unknown;
+}
+export interface ThinkingBlock {
+  type: "thinking";
+  text: string;
+  [k: string]: unknown;
+}
+export interface ToolUseBlock {
+  type: "tool_use";
+  id: string;
+  name: string;
+  input: {
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+export interface ToolResultBlock {
+  type: "tool_result";
+  tool_use_id: string;
+  content: string;
+  is_error?: boolean;
+  [k: string]: unknown;
+}
+export interface SystemBlock {
+  type: "system";
+  text: string;
+  [k: string]: unknown;
+}
+export interface TaskGitState {
+  type: "sessions.TaskGitState";
+  session_id: string;
+  task_id: string;
+  moment: "end" | "start";
+  git: GitSnapshot;
+  [k: string]: unknown;
+}
+export interface GitSnapshot {
+  branch: string | null;
+  sha: string | null;
+  dirty: boolean;
+  error?: string | null;
+  [k: string]: unknown;
+}
+export interface PermissionRequested {
+  type: "sessions.PermissionRequested";
+  session_id: string;
+  task_id: string;
+  request_id: string;
+  tool: string;
+  input: {
+    [k: string]: unknown;
+  };
+  deadline: string;
+  [k: string]: unknown;
+}
+export interface PermissionDecided {
+  type: "sessions.PermissionDecided";
+  session_id: string;
+  task_id: string;
+  request_id: string;
+  allow: boolean;
+  scope?: "once" | "session";
+  decided_by?: string;
+  reason?: string;
+  [k: string]: unknown;
+}
+export interface StopRequested {
+  type: "sessions.StopRequested";
+  session_id: string;
+  task_id: string;
+  deadline: string;
+  [k: string]: unknown;
+}
+export interface TaskCompleted {
+  type: "sessions.TaskCompleted";
+  session_id: string;
+  task_id: string;
+  model: string;
+  usage: Usage;
+  cost_usd: number;
+  raw_usage?: {
+    [k: string]: unknown;
+  };
+  duration_ms?: number;
+  result?: string;
+  [k: string]: unknown;
+}
+export interface Usage {
+  input_tokens?: number;
+  output_tokens?: number;
+  cache_read_tokens?: number;
+  cache_write_tokens?: number;
+  [k: string]: unknown;
+}
+export interface TaskFailed {
+  type: "sessions.TaskFailed";
+  session_id: string;
+  task_id: string;
+  code: string;
+  message: string;
+  usage?: Usage1;
+  cost_usd?: number;
+  [k: string]: unknown;
+}
+export interface Usage1 {
+  input_tokens?: number;
+  output_tokens?: number;
+  cache_read_tokens?: number;
+  cache_write_tokens?: number;
+  [k: string]: unknown;
+}
+export interface TaskStopped {
+  type: "sessions.TaskStopped";
+  session_id: string;
+  task_id: string;
+  how?: "abandoned" | "interrupt" | "kill" | "signal";
+  [k: string]: unknown;
+}
+/**
+ * The run stopped without an outcome (the service died): not lost, not stuck: resumable.
+ */
+export interface TaskInterrupted {
+  type: "sessions.TaskInterrupted";
+  session_id: string;
+  task_id: string;
+  reason: string;
+  [k: string]: unknown;
+}
+/**
+ * On the parent: a spawned child finished a task (its final text).
+ */
+export interface ChildReported {
+  type: "sessions.ChildReported";
+  session_id: string;
+  child_id: string;
+  task_id: string;
+  outcome: "completed" | "failed" | "stopped";
+  result: string;
+  [k: string]: unknown;
+}
+export interface SessionDeleted {
+  type: "sessions.SessionDeleted";
+  session_id: string;
+  children: "delete" | "orphan" | "refuse";
+  child_ids?: string[];
   [k: string]: unknown;
 }
 export interface RepoAddRequested {
@@ -386,6 +645,109 @@ export interface RenameBoard {
   type: "canvas.RenameBoard";
   board_id: string;
   name: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface CreateSession {
+  type: "sessions.CreateSession";
+  session_id: string;
+  worktree_id: string;
+  title?: string;
+  settings?: AgentSettings1;
+  board_id?: string | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface AgentSettings1 {
+  agent?: string;
+  model?: string;
+  permission_mode?: "allow-all" | "ask" | "auto";
+  thinking?: "auto" | "off";
+  [k: string]: unknown;
+}
+/**
+ * Starts a task when the session is idle; else queued, or with ``mode=steer`` delivered to
+ *     the running agent.
+ */
+export interface SubmitPrompt {
+  type: "sessions.SubmitPrompt";
+  session_id: string;
+  task_id: string;
+  prompt: string;
+  mode?: "queue" | "steer";
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface RemoveQueuedPrompt {
+  type: "sessions.RemoveQueuedPrompt";
+  session_id: string;
+  task_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ReorderQueue {
+  type: "sessions.ReorderQueue";
+  session_id: string;
+  task_ids: string[];
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface StopTask {
+  type: "sessions.StopTask";
+  session_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Run an interrupted task again, on the conversation recorded so far.
+ */
+export interface ResumeTask {
+  type: "sessions.ResumeTask";
+  session_id: string;
+  task_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DecidePermission {
+  type: "sessions.DecidePermission";
+  session_id: string;
+  request_id: string;
+  allow: boolean;
+  scope?: "once" | "session";
+  reason?: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A sibling sharing the conversation up to ``after_message`` (default: all of it).
+ */
+export interface ForkSession {
+  type: "sessions.ForkSession";
+  session_id: string;
+  child_id: string;
+  prompt?: string | null;
+  after_message?: number | null;
+  title?: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A fresh child with its own prompt; it reports back to this session when done.
+ */
+export interface SpawnSession {
+  type: "sessions.SpawnSession";
+  session_id: string;
+  child_id: string;
+  prompt: string;
+  title?: string;
+  settings?: AgentSettings | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DeleteSession {
+  type: "sessions.DeleteSession";
+  session_id: string;
+  children?: "delete" | "orphan" | "refuse";
   command_id: string;
   [k: string]: unknown;
 }

@@ -61,6 +61,8 @@ class ServiceSpec:
     # Commands only the service's own tasks execute (outcomes of side effects). They are not in
     # the registry, so the command consumer can never decode one from the wire.
     internal_handlers: HandlerTable = field(default_factory=dict)
+    # Other contexts whose event streams its projections read (created here if not yet there).
+    reads: Sequence[str] = field(default_factory=tuple)
     registry: Registry = field(default_factory=default_registry)
 
 
@@ -89,6 +91,8 @@ async def run_service(
         js = nc.jetstream()
         try:
             await topology.ensure_context(js, spec.context)
+            for other in spec.reads:
+                await topology.ensure_stream(js, topology.event_stream_config(other))
         except NATS_UNAVAILABLE as exc:
             raise InfrastructureError(f"cannot create {spec.context} streams: {exc!r}") from exc
         store = JetStreamEventStore(js, subjects.event_stream(spec.context), registry=spec.registry)

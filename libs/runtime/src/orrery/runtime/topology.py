@@ -91,7 +91,7 @@ def command_consumer_config(ctx: str) -> ConsumerConfig:
 
 
 # Contexts with a reactor (side effects driven by their own events) and an output stream.
-REACTOR_CONTEXTS = ("worktrees",)
+REACTOR_CONTEXTS = ("worktrees", "sessions")
 OUTPUT_CONTEXTS = ("worktrees",)
 OUTPUT_MAX_AGE_S = 24 * 3600.0
 OUTPUT_MAX_MSGS_PER_SUBJECT = 2_000

@@ -1,23 +1,95 @@
-"""Composition root of the sessions service.
-
-Its domain arrives with the sessions issue; until then it owns its streams and runs a tracking
-projection over its event stream, so the plumbing is live from the start.
-"""
+"""Composition root of the sessions service: its handler tables, read models, and the runner
+that runs tasks with the session's agent provider."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from typing import Any
+
+from orrery.events import Command, default_registry
+from orrery.events import sessions as s
+from orrery.runtime.decider import Handler, HandlerTable
 from orrery.runtime.entrypoint import run_standalone
-from orrery.runtime.projections.tracking import TrackingProjection
-from orrery.runtime.service import ServiceSpec
+from orrery.runtime.service import ServiceSpec, Wiring
 from orrery.runtime.settings import Settings
+from orrery.sessions import pricing
+from orrery.sessions.agents.base import Provider
+from orrery.sessions.agents.builtin import BuiltinAgent
+from orrery.sessions.domain import session as d
+from orrery.sessions.projection import SessionsProjection, WorktreePathsProjection
+from orrery.sessions.runner import SessionRunner, WorktreePaths
+
+# What reaches an agent's process and SDK client: model endpoints and keys (never logged, never
+# in an event). Per-user keys arrive with the gateway issue.
+AGENT_ENV = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "GEMINI_API_KEY",
+)
+
+
+def _on_session(decide: Any) -> Handler[Any, Any]:
+    return Handler(d.SESSION, lambda c: c.session_id, decide)
+
+
+HANDLERS: dict[type[Command], Handler[Any, Any]] = {
+    s.CreateSession: _on_session(d.decide_create),
+    s.SubmitPrompt: _on_session(d.decide_prompt),
+    s.RemoveQueuedPrompt: _on_session(d.decide_remove_queued),
+    s.ReorderQueue: _on_session(d.decide_reorder),
+    s.StopTask: _on_session(d.decide_stop),
+    s.ResumeTask: _on_session(d.decide_resume),
+    s.DecidePermission: _on_session(d.decide_permission),
+    s.ForkSession: _on_session(d.decide_fork),
+    s.SpawnSession: _on_session(d.decide_spawn),
+    s.DeleteSession: _on_session(d.decide_delete),
+}
+
+INTERNAL: HandlerTable = {
+    d.CreateChild: _on_session(d.decide_create_child),
+    d.Record: _on_session(d.decide_record),
+    d.Finish: _on_session(d.decide_finish),
+    d.Expire: _on_session(d.decide_expire),
+}
+
+
+def providers() -> dict[str, Provider]:
+    return {"builtin": BuiltinAgent()}
+
+
+def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
+    prices = pricing.load()
+    env = {k: v for k in AGENT_ENV if (v := os.environ.get(k))}
+
+    async def run(wiring: Wiring, stop: asyncio.Event) -> None:
+        runner = SessionRunner(
+            nc=wiring.nc,
+            js=wiring.js,
+            pool=wiring.pool,
+            bus=wiring.bus,
+            registry=default_registry(),
+            providers=providers(),
+            paths=WorktreePaths(wiring.pool),
+            env=env,
+            prices=prices,
+        )
+        await runner.run(stop)
+
+    return run
 
 
 def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="sessions",
         context="sessions",
-        handlers={},
-        projections=[TrackingProjection.log_of("sessions")],
+        handlers=HANDLERS,
+        internal_handlers=INTERNAL,
+        projections=[SessionsProjection(), WorktreePathsProjection()],
+        extras=[run_tasks(settings)],
+        reads=("worktrees",),
     )
 
 

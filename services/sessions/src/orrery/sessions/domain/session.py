@@ -70,6 +70,7 @@ class Session:
     settings: AgentSettings = field(default_factory=AgentSettings)
     relation: str = "root"
     parent_id: str | None = None
+    fork_point: int = 0  # a fork's first messages are its parent's, up to here
     active: str | None = None  # the running task
     stopping: bool = False
     queue: tuple[tuple[str, str], ...] = ()  # (task_id, prompt)
@@ -105,6 +106,7 @@ def evolve(state: Session, event: Event) -> Session:  # noqa: PLR0911, PLR0912 -
                 settings=e.settings,
                 relation=e.relation,
                 parent_id=e.parent_id,
+                fork_point=e.fork_point or 0,
                 messages=e.fork_point or 0,
             )
         case TaskQueued(task_id=t, prompt=p):

@@ -1,0 +1,68 @@
+"""What every agent provider implements, and what the runner gives it.
+
+A provider runs one task (one turn of the conversation, with as many model calls and tool calls
+as it takes) and reports through ``AgentIO``: token deltas for live views, complete messages for
+the log, permission requests it must wait on. Stopping is cancellation of its asyncio task; a
+provider cleans up (closes streams, kills processes) on ``CancelledError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from orrery.events.sessions import AgentSettings, Block, MessageRecorded, Usage
+
+
+class AgentIO(Protocol):
+    async def delta(
+        self, message_id: str, kind: Literal["text", "thinking", "tool_input"], text: str
+    ) -> None: ...
+
+    async def message(
+        self, message_id: str, role: Literal["assistant", "user"], blocks: list[Block], model: str
+    ) -> None: ...
+
+    async def permission(self, tool: str, arguments: Mapping[str, Any]) -> bool:
+        """Ask the session's members; False when denied or when the deadline passes."""
+        ...
+
+    def steered(self) -> list[str]:
+        """Prompts steered into the running task since the last call."""
+        ...
+
+
+@dataclass(frozen=True)
+class Turn:
+    session_id: str
+    task_id: str
+    prompt: str
+    history: Sequence[MessageRecorded]  # the conversation so far, this task's prompt included
+    cwd: Path
+    settings: AgentSettings
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    model: str
+    usage: Usage
+    raw_usage: dict[str, Any]
+    final_text: str
+
+
+class ProviderError(Exception):
+    """The provider could not run the task (bad configuration, the model API refused)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Provider(Protocol):
+    name: str
+
+    async def run(self, turn: Turn, io: AgentIO) -> TurnResult: ...

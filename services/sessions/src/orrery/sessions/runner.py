@@ -1,0 +1,633 @@
+"""The runner: runs the tasks the session log starts, and records what they do.
+
+It reads ``sessions.evt.>`` through a durable consumer (one claimant at a time, a PostgreSQL
+advisory lock). ``TaskStarted`` launches the session's provider in its own asyncio task;
+deltas go out on core NATS (``sessions.live.<session_id>``, ephemeral), complete messages and
+permission requests are appended as events, and the outcome ends the task through ``Finish``
+(which starts the next queued task in the same decision). ``StopRequested`` cancels the run and
+records ``TaskStopped`` by the deadline whatever the provider does. After a restart, tasks the
+log says are running are recorded ``TaskInterrupted``: resumable, never stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import asyncpg
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from orrery.events import Envelope, Event, EventMeta, Registry, subjects
+from orrery.events import worktrees as wt
+from orrery.events.errors import EventsError, Rejection
+from orrery.events.sessions import (
+    Block,
+    ChildReported,
+    ChildSessionRequested,
+    DeleteSession,
+    GitSnapshot,
+    MessageRecorded,
+    PermissionDecided,
+    PermissionRequested,
+    PromptSteered,
+    SessionDeleted,
+    SessionDelta,
+    StopRequested,
+    SubmitPrompt,
+    TaskCompleted,
+    TaskFailed,
+    TaskGitState,
+    TaskInterrupted,
+    TaskStarted,
+    TaskStopped,
+)
+from orrery.runtime import topology
+from orrery.runtime.clock import UUID7
+from orrery.runtime.commands.client import CommandClient
+from orrery.runtime.commands.handling import CommandBus
+from orrery.runtime.errors import RuntimeFailure
+from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
+from orrery.sessions import pricing
+from orrery.sessions.agents.base import AgentIO, Provider, ProviderError, Turn
+from orrery.sessions.domain.session import (
+    PERMISSION_WINDOW,
+    SESSION,
+    CreateChild,
+    Expire,
+    Finish,
+    Record,
+    Session,
+)
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "orrery.sessions.runner"
+_RETRYABLE: tuple[type[BaseException], ...] = (RuntimeFailure, *NATS_UNAVAILABLE)
+GIT_TIMEOUT_S = 10.0
+_ENCODER = msgspec.json.Encoder()
+
+
+def live_subject(session_id: str) -> str:
+    """Core NATS subject of a session's token deltas (ephemeral; not in any stream)."""
+    return f"sessions.live.{subjects.token(session_id)}"
+
+
+def _meta(trigger: Envelope[Event]) -> EventMeta:
+    return EventMeta(
+        occurred_at=datetime.now(UTC),
+        actor=trigger.actor,
+        correlation_id=trigger.correlation_id,
+        causation_id=trigger.event_id,
+        trace=trigger.trace,
+    )
+
+
+@dataclass
+class _Run:
+    session_id: str
+    task_id: str
+    meta: EventMeta
+    task: asyncio.Task[None] | None = None
+    steered: list[str] = field(default_factory=list)
+    waiting: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
+    asked: dict[str, str] = field(default_factory=dict)  # request id -> tool
+    allowed_tools: set[str] = field(default_factory=set)
+    stopping: bool = False
+    finished: bool = False
+
+
+class WorktreePaths:
+    """Where a worktree lives, from the sessions service's copy of the worktrees log."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def path(self, worktree_id: str) -> Path | None:
+        try:
+            row = await self._pool.fetchrow(
+                "SELECT path FROM sessions.worktree_paths WHERE worktree_id = $1"
+                " AND status = 'active'",
+                worktree_id,
+            )
+        except asyncpg.UndefinedTableError:
+            return None
+        return Path(row["path"]) if row and row["path"] else None
+
+
+@dataclass
+class SessionRunner:
+    nc: Client
+    js: JetStreamContext
+    pool: asyncpg.Pool
+    bus: CommandBus
+    registry: Registry
+    providers: Mapping[str, Provider]
+    paths: WorktreePaths
+    env: Mapping[str, str]  # model endpoints and keys for the agents' processes
+    prices: Mapping[str, pricing.Price]
+    state: str = "starting"
+    _runs: dict[str, _Run] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _ids: UUID7 = field(default_factory=UUID7)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self.pool.acquire() as lock_conn:
+            while not await lock_conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext($1))", LOCK_KEY
+            ):
+                self.state = "standby"
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        await stop.wait()
+                if stop.is_set():
+                    return
+            self.git = CommandClient(self.nc, self.js, self.registry)
+            try:
+                await self._loop(stop)
+            finally:
+                await self._shutdown()
+                await self.git.close()
+                with contextlib.suppress(Exception):
+                    await lock_conn.fetchval("SELECT pg_advisory_unlock(hashtext($1))", LOCK_KEY)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        sub = await self.js.pull_subscribe_bind(
+            durable=topology.reactor_consumer_name("sessions"),
+            stream=subjects.event_stream("sessions"),
+        )
+        self.state = "recovering"
+        await self._recover()
+        self.state = "running"
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(64, timeout=1.0)
+            except TimeoutError:
+                continue
+            except NATS_UNAVAILABLE as exc:
+                log.warning("runner fetch failed, retrying: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._handle(msg)
+
+    async def _shutdown(self) -> None:
+        """Stopping the service: runs in flight end as interrupted (resumable)."""
+        for run in list(self._runs.values()):
+            if run.task is not None and not run.task.done():
+                run.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(run.task, 5)
+            if not run.finished:
+                with contextlib.suppress(Exception):
+                    await self._finish(
+                        run,
+                        TaskInterrupted(
+                            session_id=run.session_id,
+                            task_id=run.task_id,
+                            reason="the sessions service stopped during the run",
+                        ),
+                    )
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+
+    async def _recover(self) -> None:
+        """Tasks the log says are running but no process runs: interrupted, resumable."""
+        rows = await self._running_sessions()
+        for session_id in rows:
+            state = await self.bus.current(SESSION, session_id)
+            if state.active is None or session_id in self._runs:
+                continue
+            outcome = TaskInterrupted(
+                session_id=session_id,
+                task_id=state.active,
+                reason="the sessions service restarted during the run",
+            )
+            await self.bus.run(
+                Finish(
+                    command_id=f"{state.active}:interrupted:{self._ids.new()}",
+                    session_id=session_id,
+                    task_id=state.active,
+                    outcome=outcome,
+                ),
+                EventMeta(occurred_at=datetime.now(UTC), actor="system"),
+            )
+
+    async def _running_sessions(self) -> list[str]:
+        """Sessions with an active task, once the read model has caught up with the log."""
+        info = await self.js.stream_info(subjects.event_stream("sessions"))
+        last = int(info.state.last_seq or 0)
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    seq = await self.pool.fetchval(
+                        "SELECT last_seq FROM sessions.orrery_projections WHERE name = 'catalog'"
+                    )
+                    if (seq or 0) >= last:
+                        rows = await self.pool.fetch(
+                            "SELECT session_id FROM sessions.sessions"
+                            " WHERE active_task IS NOT NULL AND NOT deleted"
+                        )
+                        return [r["session_id"] for r in rows]
+                except asyncpg.UndefinedTableError:
+                    if last == 0:
+                        return []
+                await asyncio.sleep(0.1)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            envelope = decode_msg(self.registry, msg)
+        except EventsError as exc:
+            log.error("runner cannot decode %s: %r", msg.subject, exc)
+            await msg.ack()
+            return
+        try:
+            await self._react(envelope)
+        except _RETRYABLE as exc:
+            log.warning("reaction to %s failed, will retry: %r", envelope.type, exc)
+            with contextlib.suppress(*NATS_UNAVAILABLE):
+                await msg.nak(delay=1.0)
+            return
+        with contextlib.suppress(*NATS_UNAVAILABLE):
+            await msg.ack()
+
+    async def _react(self, envelope: Envelope[Event]) -> None:  # noqa: PLR0912 - a table
+        event = envelope.event
+        match event:
+            case TaskStarted():
+                self._launch(envelope, event)
+            case StopRequested():
+                self._spawn(self._stop(envelope, event))
+            case PermissionRequested():
+                self._spawn(self._expire_later(envelope, event))
+            case PermissionDecided(request_id=request_id, allow=allow, scope=scope):
+                run = self._runs.get(event.session_id)
+                if run is not None:
+                    future = run.waiting.pop(request_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(allow)
+                    if allow and scope == "session" and request_id in run.asked:
+                        run.allowed_tools.add(run.asked[request_id])
+            case PromptSteered(prompt=prompt):
+                run = self._runs.get(event.session_id)
+                if run is not None:
+                    run.steered.append(prompt)
+            case ChildSessionRequested():
+                await self._create_child(envelope, event)
+            case TaskCompleted() | TaskFailed() | TaskStopped():
+                await self._report_to_parent(envelope, event)
+            case SessionDeleted(children="delete", child_ids=children):
+                for child in children:
+                    with contextlib.suppress(Rejection):
+                        await self.bus.run(
+                            DeleteSession(
+                                command_id=f"{envelope.event_id}:{child}",
+                                session_id=child,
+                                children="delete",
+                            ),
+                            _meta(envelope),
+                        )
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- children ------------------------------------------------------------------------------
+
+    async def _create_child(self, envelope: Envelope[Event], event: ChildSessionRequested) -> None:
+        parent = await self.bus.current(SESSION, event.session_id)
+        meta = _meta(envelope)
+        await self.bus.run(
+            CreateChild(
+                command_id=f"{envelope.event_id}:child",
+                session_id=event.child_id,
+                worktree_id=parent.worktree_id,
+                parent_id=event.session_id,
+                relation=event.relation,  # type: ignore[arg-type]
+                title=event.title,
+                settings=event.settings,
+                fork_point=event.fork_point,
+            ),
+            meta,
+        )
+        if event.prompt:
+            with contextlib.suppress(Rejection):
+                await self.bus.run(
+                    SubmitPrompt(
+                        command_id=f"{envelope.event_id}:prompt",
+                        session_id=event.child_id,
+                        task_id=f"{event.child_id}-first",
+                        prompt=event.prompt,
+                    ),
+                    meta,
+                )
+
+    async def _report_to_parent(
+        self, envelope: Envelope[Event], event: TaskCompleted | TaskFailed | TaskStopped
+    ) -> None:
+        child = await self.bus.current(SESSION, event.session_id)
+        if child.relation != "spawn" or child.parent_id is None:
+            return
+        outcome: Literal["completed", "failed", "stopped"] = (
+            "completed"
+            if isinstance(event, TaskCompleted)
+            else "failed"
+            if isinstance(event, TaskFailed)
+            else "stopped"
+        )
+        result = event.result if isinstance(event, TaskCompleted) else ""
+        if isinstance(event, TaskFailed):
+            result = event.message
+        await self.bus.run(
+            Record(
+                command_id=f"{envelope.event_id}:report",
+                session_id=child.parent_id,
+                events=[
+                    ChildReported(
+                        session_id=child.parent_id,
+                        child_id=event.session_id,
+                        task_id=event.task_id,
+                        outcome=outcome,
+                        result=result,
+                    )
+                ],
+            ),
+            _meta(envelope),
+        )
+
+    # -- a run ---------------------------------------------------------------------------------
+
+    def _launch(self, envelope: Envelope[Event], event: TaskStarted) -> None:
+        previous = self._runs.get(event.session_id)
+        if previous is not None and previous.task_id == event.task_id:
+            return  # redelivered while running
+        run = _Run(event.session_id, event.task_id, _meta(envelope))
+        self._runs[event.session_id] = run
+        run.task = asyncio.create_task(self._execute(run, event), name=f"task:{event.task_id}")
+
+    async def _execute(self, run: _Run, event: TaskStarted) -> None:
+        started = time.monotonic()
+        state = await self.bus.current(SESSION, run.session_id)
+        if state.active != run.task_id:
+            self._forget(run)
+            return  # it ended before we got here (stopped, or handled before a restart)
+        provider = self.providers.get(state.settings.agent)
+        cwd = await self.paths.path(state.worktree_id)
+        if provider is None or cwd is None:
+            why = (
+                f"no provider for agent {state.settings.agent!r}"
+                if provider is None
+                else f"worktree {state.worktree_id} is not available"
+            )
+            code = "agent.unknown" if provider is None else "worktree.unavailable"
+            await self._finish(
+                run,
+                TaskFailed(session_id=run.session_id, task_id=run.task_id, code=code, message=why),
+            )
+            return
+        await self._git(run, state, "start")
+        history = await self._history(state)
+        turn = Turn(
+            session_id=run.session_id,
+            task_id=run.task_id,
+            prompt=event.prompt,
+            history=history,
+            cwd=cwd,
+            settings=state.settings,
+            env=self.env,
+        )
+        io = _RunIO(self, run)
+        outcome: TaskCompleted | TaskFailed | TaskStopped
+        try:
+            result = await provider.run(turn, io)
+        except asyncio.CancelledError:
+            if not run.stopping:
+                raise  # the service is stopping: _shutdown records it interrupted
+            outcome = TaskStopped(session_id=run.session_id, task_id=run.task_id)
+        except ProviderError as exc:
+            outcome = TaskFailed(
+                session_id=run.session_id, task_id=run.task_id, code=exc.code, message=exc.message
+            )
+        except Exception as exc:
+            log.exception("task %s failed", run.task_id)
+            outcome = TaskFailed(
+                session_id=run.session_id,
+                task_id=run.task_id,
+                code="agent.crashed",
+                message=f"{type(exc).__name__}: {exc}",
+            )
+        else:
+            outcome = TaskCompleted(
+                session_id=run.session_id,
+                task_id=run.task_id,
+                model=result.model,
+                usage=result.usage,
+                cost_usd=pricing.cost(self.prices, result.model, result.usage),
+                raw_usage=result.raw_usage,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                result=result.final_text,
+            )
+        if not run.stopping:
+            await self._git(run, state, "end")
+        await self._finish(run, outcome)
+
+    async def _finish(
+        self, run: _Run, outcome: TaskCompleted | TaskFailed | TaskStopped | TaskInterrupted
+    ) -> None:
+        if run.finished:
+            return
+        run.finished = True
+        self._forget(run)
+        await self.bus.run(
+            Finish(
+                command_id=f"{run.task_id}:finish:{type(outcome).__name__}",
+                session_id=run.session_id,
+                task_id=run.task_id,
+                outcome=outcome,
+            ),
+            run.meta,
+        )
+
+    def _forget(self, run: _Run) -> None:
+        if self._runs.get(run.session_id) is run:
+            del self._runs[run.session_id]
+        for future in run.waiting.values():
+            if not future.done():
+                future.set_result(False)
+
+    async def _stop(self, envelope: Envelope[Event], event: StopRequested) -> None:
+        run = self._runs.get(event.session_id)
+        if run is None or run.task_id != event.task_id:
+            # Nothing runs here (a restart, or it just ended): end it in the log if still open.
+            state = await self.bus.current(SESSION, event.session_id)
+            if state.active == event.task_id:
+                orphan = _Run(event.session_id, event.task_id, _meta(envelope))
+                await self._finish(
+                    orphan,
+                    TaskStopped(
+                        session_id=event.session_id, task_id=event.task_id, how="abandoned"
+                    ),
+                )
+            return
+        run.stopping = True
+        assert run.task is not None
+        run.task.cancel()
+        budget = max(0.5, (event.deadline - datetime.now(UTC)).total_seconds())
+        done, _ = await asyncio.wait({run.task}, timeout=budget)
+        if not done:
+            # The provider did not let go in time: the log says stopped anyway, by the bound.
+            await self._finish(
+                run, TaskStopped(session_id=run.session_id, task_id=run.task_id, how="abandoned")
+            )
+
+    async def _expire_later(self, envelope: Envelope[Event], event: PermissionRequested) -> None:
+        delay = (event.deadline - datetime.now(UTC)).total_seconds()
+        await asyncio.sleep(max(0.0, delay))
+        await self.bus.run(
+            Expire(
+                command_id=f"{event.request_id}:expire",
+                session_id=event.session_id,
+                request_id=event.request_id,
+            ),
+            _meta(envelope),
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _git(self, run: _Run, state: Session, moment: Literal["start", "end"]) -> None:
+        """The worktree's branch, sha and dirty flag, asked of the worktrees service."""
+        try:
+            sent = await self.git.send(
+                wt.CaptureGitState(
+                    command_id=f"{run.task_id}:git:{moment}",
+                    worktree_id=state.worktree_id,
+                    purpose=f"task-{moment}",
+                ),
+                actor="system",
+                until=lambda e: isinstance(e.event, wt.GitStateCaptured),
+                timeout=GIT_TIMEOUT_S,
+            )
+            captured = sent.events[-1].event if sent.events else None
+            assert captured is None or isinstance(captured, wt.GitStateCaptured)
+            git = (
+                GitSnapshot(branch=None, sha=None, dirty=False, error="no answer")
+                if captured is None
+                else GitSnapshot(
+                    branch=captured.branch,
+                    sha=captured.sha,
+                    dirty=captured.dirty,
+                    error=captured.error,
+                )
+            )
+        except RuntimeFailure as exc:
+            git = GitSnapshot(branch=None, sha=None, dirty=False, error=str(exc))
+        await self.record(
+            run,
+            TaskGitState(session_id=run.session_id, task_id=run.task_id, moment=moment, git=git),
+            key=f"git-{moment}",
+        )
+
+    async def _history(self, state: Session) -> list[MessageRecorded]:
+        """The conversation: a fork's inherited prefix (recursively), then its own messages."""
+        own = [
+            e.event
+            for e in await self.bus.store.load(
+                subjects.event_subject("sessions", "session", state.session_id)
+            )
+            if isinstance(e.event, MessageRecorded)
+        ]
+        if state.relation != "fork" or state.parent_id is None:
+            return own
+        parent = await self.bus.current(SESSION, state.parent_id)
+        inherited = [m for m in await self._history(parent) if m.index < state.fork_point]
+        return inherited + own
+
+    async def record(self, run: _Run, event: Event, *, key: str) -> None:
+        await self.bus.run(
+            Record(
+                command_id=f"{run.task_id}:{key}",
+                session_id=run.session_id,
+                events=[event],  # type: ignore[list-item]
+            ),
+            run.meta,
+        )
+
+    async def publish_delta(self, delta: SessionDelta) -> None:
+        with contextlib.suppress(*NATS_UNAVAILABLE):
+            await self.nc.publish(live_subject(delta.session_id), _ENCODER.encode(delta))
+
+
+class _RunIO(AgentIO):
+    def __init__(self, runner: SessionRunner, run: _Run) -> None:
+        self._runner = runner
+        self._run = run
+        self._delta_index: dict[str, int] = {}
+
+    async def delta(
+        self, message_id: str, kind: Literal["text", "thinking", "tool_input"], text: str
+    ) -> None:
+        index = self._delta_index.get(message_id, 0)
+        self._delta_index[message_id] = index + 1
+        await self._runner.publish_delta(
+            SessionDelta(
+                session_id=self._run.session_id,
+                task_id=self._run.task_id,
+                message_id=message_id,
+                kind=kind,
+                text=text,
+                index=index,
+            )
+        )
+
+    async def message(
+        self, message_id: str, role: Literal["assistant", "user"], blocks: list[Block], model: str
+    ) -> None:
+        await self._runner.record(
+            self._run,
+            MessageRecorded(
+                session_id=self._run.session_id,
+                task_id=self._run.task_id,
+                message_id=message_id,
+                index=0,  # numbered by the decider
+                role=role,
+                blocks=blocks,
+                model=model,
+            ),
+            key=f"msg-{message_id}",
+        )
+
+    async def permission(self, tool: str, arguments: Mapping[str, Any]) -> bool:
+        if tool in self._run.allowed_tools:
+            return True
+        request_id = f"{self._run.task_id}-p{len(self._run.asked) + 1}"
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._run.waiting[request_id] = future
+        self._run.asked[request_id] = tool
+        await self._runner.record(
+            self._run,
+            PermissionRequested(
+                session_id=self._run.session_id,
+                task_id=self._run.task_id,
+                request_id=request_id,
+                tool=tool,
+                input=dict(arguments),
+                deadline=datetime.now(UTC) + PERMISSION_WINDOW,
+            ),
+            key=f"perm-{request_id}",
+        )
+        return await future
+
+    def steered(self) -> list[str]:
+        prompts, self._run.steered = self._run.steered, []
+        return prompts
