@@ -12,13 +12,18 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from orrery.gateway import errors
 from orrery.gateway.health import HealthMonitor, HealthReport
+from orrery.gateway.sessions import ROUTES as SESSION_ROUTES
+from orrery.gateway.sessions import SessionsApi
 from orrery.gateway.worktrees import ReposController, WorktreesApi, WorktreesController
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(
-    monitor: HealthMonitor, web_dir: Path | None, worktrees: WorktreesApi | None = None
+    monitor: HealthMonitor,
+    web_dir: Path | None,
+    worktrees: WorktreesApi | None = None,
+    sessions: SessionsApi | None = None,
 ) -> Litestar:
     @get("/healthz", summary="State of NATS, PostgreSQL and each service", tags=["health"])
     async def healthz() -> Response[HealthReport]:
@@ -30,6 +35,9 @@ def create_app(
     if worktrees is not None:
         handlers += [ReposController, WorktreesController]
         dependencies["api"] = Provide(lambda: worktrees, use_cache=True, sync_to_thread=False)
+    if sessions is not None:
+        handlers += SESSION_ROUTES
+        dependencies["sessions"] = Provide(lambda: sessions, use_cache=True, sync_to_thread=False)
     if web_dir is not None and (web_dir / "index.html").is_file():
         handlers.append(create_static_files_router(path="/", directories=[web_dir], html_mode=True))
     return Litestar(

@@ -14,6 +14,7 @@ from orrery.events import default_registry
 from orrery.gateway.app import create_app
 from orrery.gateway.health import HealthMonitor
 from orrery.gateway.readmodel import WorktreesReadModel
+from orrery.gateway.sessions import SessionsApi, SessionsReadModel
 from orrery.gateway.worktrees import WorktreesApi
 from orrery.runtime.commands.client import CommandClient
 from orrery.runtime.entrypoint import run_standalone
@@ -47,8 +48,17 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
         monitor = HealthMonitor(wiring.nc, wiring.pool)
         await monitor.start()
         client = CommandClient(wiring.nc, wiring.js, default_registry())
-        worktrees = WorktreesApi(client, WorktreesReadModel(wiring.pool), wiring.js)
-        app = create_app(monitor, settings.web_dir or default_web_dir(), worktrees)
+        worktree_model = WorktreesReadModel(wiring.pool)
+        worktrees = WorktreesApi(client, worktree_model, wiring.js)
+        sessions = SessionsApi(
+            client,
+            SessionsReadModel(wiring.pool),
+            worktree_model,
+            wiring.nc,
+            wiring.js,
+            default_registry(),
+        )
+        app = create_app(monitor, settings.web_dir or default_web_dir(), worktrees, sessions)
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
         server = _Server(config)
         # Bind here, so a port in use is a clear error rather than uvicorn's sys.exit().

@@ -26,6 +26,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 from orrery.events import Envelope, Event, EventMeta, Registry, subjects
 from orrery.events import worktrees as wt
 from orrery.events.errors import EventsError, Rejection
@@ -225,8 +226,7 @@ class SessionRunner:
 
     async def _running_sessions(self) -> list[str]:
         """Sessions with an active task, once the read model has caught up with the log."""
-        info = await self.js.stream_info(subjects.event_stream("sessions"))
-        last = int(info.state.last_seq or 0)
+        last = await self._last_session_seq()
         async with asyncio.timeout(60):
             while True:
                 try:
@@ -243,6 +243,23 @@ class SessionRunner:
                     if last == 0:
                         return []
                 await asyncio.sleep(0.1)
+
+    async def _last_session_seq(self) -> int:
+        """Stream sequence of the newest session event (rejections live on other subjects and
+        never reach the read model's checkpoint)."""
+        sub = await self.js.subscribe(
+            subjects.event_subjects("sessions", "session"),
+            stream=subjects.event_stream("sessions"),
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST,
+        )
+        try:
+            msg = await sub.next_msg(timeout=1.0)
+        except TimeoutError:
+            return 0
+        finally:
+            await sub.unsubscribe()
+        return int(msg.metadata.sequence.stream)
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -481,6 +498,7 @@ class SessionRunner:
                 )
             return
         run.stopping = True
+        run.meta = _meta(envelope)  # the outcome answers the stop (its correlation id)
         assert run.task is not None
         run.task.cancel()
         budget = max(0.5, (event.deadline - datetime.now(UTC)).total_seconds())

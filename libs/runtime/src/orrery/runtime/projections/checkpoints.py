@@ -18,6 +18,15 @@ async def ensure(conn: asyncpg.Connection, projection: Projection) -> int | None
     """Create the schema, checkpoint table and tables if missing. Returns the stored version of
     the projection (None if it never ran)."""
     schema = projection.schema
+    async with conn.transaction():
+        # Two projections of one schema starting together would race on CREATE ... IF NOT
+        # EXISTS (PostgreSQL then raises a unique violation on its catalog): one at a time.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"orrery.ddl.{schema}")
+        return await _ensure(conn, projection)
+
+
+async def _ensure(conn: asyncpg.Connection, projection: Projection) -> int | None:
+    schema = projection.schema
     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     await conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {q(schema, TABLE)} (
