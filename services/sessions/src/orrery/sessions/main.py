@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import timedelta
 from typing import Any
 
 from orrery.events import Command, default_registry
 from orrery.events import sessions as s
 from orrery.runtime.decider import Handler, HandlerTable
 from orrery.runtime.entrypoint import run_standalone
+from orrery.runtime.errors import ConfigurationError
 from orrery.runtime.service import ServiceSpec, Wiring
 from orrery.runtime.settings import Settings
 from orrery.sessions import pricing
@@ -63,6 +65,10 @@ def providers() -> dict[str, Provider]:
 def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
     prices = pricing.load()
     env = {k: v for k in AGENT_ENV if (v := os.environ.get(k))}
+    try:
+        window = timedelta(seconds=float(os.environ.get("ORRERY_PERMISSION_TIMEOUT", "60")))
+    except ValueError:
+        raise ConfigurationError("ORRERY_PERMISSION_TIMEOUT must be a number of seconds") from None
 
     async def run(wiring: Wiring, stop: asyncio.Event) -> None:
         runner = SessionRunner(
@@ -75,6 +81,7 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
             paths=WorktreePaths(wiring.pool),
             env=env,
             prices=prices,
+            permission_window=window,
         )
         await runner.run(stop)
 

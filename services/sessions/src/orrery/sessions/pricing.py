@@ -23,7 +23,9 @@ class Price:
 
 
 DEFAULT: dict[str, Price] = {
+    "claude-opus-4-5": Price(5, 25, 0.5, 6.25),
     "claude-opus-4-1": Price(15, 75, 1.5, 18.75),
+    "claude-sonnet-4-6": Price(3, 15, 0.3, 3.75),
     "claude-sonnet-4-5": Price(3, 15, 0.3, 3.75),
     "claude-sonnet-4-0": Price(3, 15, 0.3, 3.75),
     "claude-haiku-4-5": Price(1, 5, 0.1, 1.25),

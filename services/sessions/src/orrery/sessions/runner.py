@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,6 +135,7 @@ class SessionRunner:
     paths: WorktreePaths
     env: Mapping[str, str]  # model endpoints and keys for the agents' processes
     prices: Mapping[str, pricing.Price]
+    permission_window: timedelta = PERMISSION_WINDOW
     state: str = "starting"
     _runs: dict[str, _Run] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -640,7 +641,7 @@ class _RunIO(AgentIO):
                 request_id=request_id,
                 tool=tool,
                 input=dict(arguments),
-                deadline=datetime.now(UTC) + PERMISSION_WINDOW,
+                deadline=datetime.now(UTC) + self._runner.permission_window,
             ),
             key=f"perm-{request_id}",
         )

@@ -27,7 +27,7 @@ from orrery.events.sessions import (
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
 from orrery.sessions.agents.tools import MUTATING, SCHEMAS, Tools
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 8192
 MAX_STEPS = 50
 SYSTEM = (
@@ -92,6 +92,15 @@ class _Loop:
                 )
             )
         return results
+
+    async def take_steered(self) -> list[str]:
+        """Prompts steered in during the last call: recorded as the user's, sent with the next."""
+        prompts = self.io.steered()
+        if prompts:
+            await self.io.message(
+                self.message_id(), "user", [TextBlock(text=p) for p in prompts], self.model
+            )
+        return prompts
 
     def result(self) -> TurnResult:
         return TurnResult(
@@ -167,15 +176,24 @@ class _AnthropicLoop(_Loop):
         )
         messages = to_anthropic(self.turn.history)
         try:
+            steered: list[str] = []
             while self.step < MAX_STEPS:
-                for prompt in self.io.steered():
-                    messages.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+                if steered:
+                    text = [{"type": "text", "text": p} for p in steered]
+                    if messages and messages[-1]["role"] == "user":
+                        messages[-1]["content"].extend(text)
+                    else:
+                        messages.append({"role": "user", "content": text})
                 uses = await self._one_call(client, messages)
-                if not uses:
+                steered = await self.take_steered()
+                if not uses and not steered:
                     break
-                results = await self.call_tools(uses)
-                await self.io.message(self.message_id(), "user", results, self.model)
-                messages.append({"role": "user", "content": [_anthropic_block(b) for b in results]})
+                if uses:
+                    results = await self.call_tools(uses)
+                    await self.io.message(self.message_id(), "user", results, self.model)
+                    messages.append(
+                        {"role": "user", "content": [_anthropic_block(b) for b in results]}
+                    )
         except anthropic.APIStatusError as exc:
             raise ProviderError(f"model.http_{exc.status_code}", _api_message(exc)) from exc
         except anthropic.APIConnectionError as exc:
@@ -295,12 +313,16 @@ class _OpenAILoop(_Loop):
         ]
         messages = to_openai(self.turn.history)
         try:
+            steered: list[str] = []
             while self.step < MAX_STEPS:
-                for prompt in self.io.steered():
+                for prompt in steered:
                     messages.append({"role": "user", "content": prompt})
                 uses = await self._one_call(client, messages, tools)
-                if not uses:
+                steered = await self.take_steered()
+                if not uses and not steered:
                     break
+                if not uses:
+                    continue
                 results = await self.call_tools(uses)
                 await self.io.message(self.message_id(), "user", results, self.model)
                 for r in results:
