@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
@@ -24,9 +25,11 @@ from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.client import CommandClient
 from orrery.runtime.eventstore.jetstream import JetStreamEventStore
 from orrery.runtime.infra.nats_server import NatsServer
+from orrery.runtime.projections.rebuild import rebuild
 from orrery.runtime.service import run_service
 from orrery.runtime.settings import load
 from orrery.sessions.main import spec as sessions_spec
+from orrery.sessions.projection import SessionsProjection
 from orrery.worktrees.main import spec as worktrees_spec
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts tests/ on sys.path
@@ -213,8 +216,9 @@ async def test_permissions_approved_by_a_member_and_denied_by_the_deadline(
         os.environ.pop("ANTHROPIC_BASE_URL")
 
 
-async def test_steering_and_the_openai_compatible_path(
+async def test_steering_the_openai_path_spawn_and_rebuild(  # noqa: PLR0917 - fixtures
     nats_server: NatsServer,
+    pool: asyncpg.Pool,
     database_url: str,
     js: JetStreamContext,
     client: CommandClient,
@@ -261,6 +265,41 @@ async def test_steering_and_the_openai_compatible_path(
         )
         assert done.usage.input_tokens > 0 and done.cost_usd > 0
         assert Path(wt.path, "hello.txt").read_text() == "hi\n"
+
+        # A spawned child runs its prompt and reports back to its parent.
+        child = ids.new()
+        await client.send(
+            s.SpawnSession(command_id=ids.new(), session_id=sid, child_id=child, prompt="hi kid")
+        )
+        parent = await wait_for(js, sid, lambda ev: any(isinstance(e, s.ChildReported) for e in ev))
+        report = next(e for e in parent if isinstance(e, s.ChildReported))
+        assert (report.child_id, report.outcome, report.result) == (child, "completed", "Hello.")
+        kid = [e.event for e in await log_of(js, child)]
+        assert isinstance(kid[0], s.SessionCreated) and kid[0].parent_id == sid
+        assert kid[0].relation == "spawn"
+
+        # The read model rebuilt from the log equals the live one.
+        projection = SessionsProjection()
+        async with asyncio.timeout(10):
+            while (
+                await pool.fetchval(
+                    "SELECT count(*) FROM sessions.tasks"
+                    " WHERE session_id=$1 AND status='completed'",
+                    child,
+                )
+                < 1
+            ):
+                await asyncio.sleep(0.1)
+
+        async def snapshot() -> dict[str, list[tuple[object, ...]]]:
+            return {
+                t: [tuple(r) for r in await pool.fetch(f"SELECT * FROM sessions.{t} ORDER BY 1, 2")]
+                for t in projection.tables
+            }
+
+        live = await snapshot()
+        assert await rebuild(pool, js, projection, default_registry()) > 20
+        assert await snapshot() == live
         os.environ.pop("ANTHROPIC_BASE_URL")
         os.environ.pop("OPENAI_BASE_URL")
 
