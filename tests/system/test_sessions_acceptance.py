@@ -169,6 +169,8 @@ def test_the_builtin_agent_end_to_end(tmp_path: Path) -> None:  # noqa: PLR0915 
             assert tasks[0]["input_tokens"] > 0
             assert tasks[0]["cost_usd"] > 0  # claude-sonnet-4-5 is in the pricing table
             assert tasks[0]["git_start"]["branch"] == "one" and tasks[0]["git_end"]["dirty"] is True
+            ledger = api.get("/api/ledger", params={"by": "user"}).json()
+            assert ledger[0]["key"] == "anonymous" and ledger[0]["cost_usd"] == tasks[0]["cost_usd"]
 
             # Stop during a slow stream ends in `stopped`, within the bound.
             api.post(f"/api/sessions/{session['id']}/prompt", json={"prompt": "slow please"})

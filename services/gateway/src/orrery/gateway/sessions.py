@@ -622,6 +622,64 @@ class SessionsController(Controller):
         return await sessions.model.session(session.id)
 
 
+class LedgerRow(msgspec.Struct, frozen=True, kw_only=True):
+    key: str | None
+    tasks: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+
+
+_LEDGER_KEYS = {
+    "task": "t.task_id",
+    "session": "t.session_id",
+    "user": "t.created_by",
+    "board": "s.board_id",
+    "model": "t.model",
+}
+
+
+class LedgerController(Controller):
+    path = "/api/ledger"
+    tags = ["sessions"]
+
+    @get("/", summary="Tokens and cost by task, session, user, board or model")
+    async def ledger(
+        self,
+        sessions: SessionsApi,
+        by: Literal["task", "session", "user", "board", "model"] = "session",
+        since: datetime | None = None,
+    ) -> list[LedgerRow]:
+        key = _LEDGER_KEYS[by]  # from a fixed table, never from the request text
+        rows = await sessions.model._fetch(
+            f"SELECT {key} AS key, count(*) AS tasks,"
+            " coalesce(sum(t.input_tokens), 0) AS input_tokens,"
+            " coalesce(sum(t.output_tokens), 0) AS output_tokens,"
+            " coalesce(sum(t.cache_read_tokens), 0) AS cache_read_tokens,"
+            " coalesce(sum(t.cache_write_tokens), 0) AS cache_write_tokens,"
+            " coalesce(sum(t.cost_usd), 0) AS cost_usd"
+            " FROM sessions.tasks t JOIN sessions.sessions s USING (session_id)"
+            " WHERE t.status IN ('completed', 'failed', 'stopped', 'interrupted')"
+            " AND ($1::timestamptz IS NULL OR t.ended_at >= $1)"
+            f" GROUP BY {key} ORDER BY cost_usd DESC, key",
+            since,
+        )
+        return [
+            LedgerRow(
+                key=r["key"],
+                tasks=r["tasks"],
+                input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"],
+                cache_read_tokens=r["cache_read_tokens"],
+                cache_write_tokens=r["cache_write_tokens"],
+                cost_usd=r["cost_usd"],
+            )
+            for r in rows
+        ]
+
+
 @websocket("/ws/sessions/{session_id:str}")
 async def session_stream(
     socket: WebSocket[Any, Any, Any], session_id: str, sessions: SessionsApi
@@ -697,4 +755,4 @@ async def session_stream(
             await durable.unsubscribe()
 
 
-ROUTES: list[ControllerRouterHandler] = [SessionsController, session_stream]
+ROUTES: list[ControllerRouterHandler] = [SessionsController, LedgerController, session_stream]
