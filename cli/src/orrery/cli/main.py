@@ -8,6 +8,7 @@ import time
 
 import typer
 from orrery.cli import projections, state
+from orrery.cli.sessions import session_app
 from orrery.cli.worktrees import env_app, repo_app, worktree_app
 from orrery.runtime import settings as settings_mod
 from orrery.runtime.entrypoint import configure_logging
@@ -24,6 +25,7 @@ app.add_typer(projections.app, name="projections")
 app.add_typer(repo_app, name="repo")
 app.add_typer(worktree_app, name="worktree")
 app.add_typer(env_app, name="env")
+app.add_typer(session_app, name="session")
 console = Console()
 
 

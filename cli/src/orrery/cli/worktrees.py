@@ -8,35 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from orrery.cli.api import Api
-from orrery.runtime import settings as settings_mod
-from rich.console import Console
+from orrery.cli.display import JsonOpt, api, console, short_ids
+from orrery.cli.display import kv as _kv
+from orrery.cli.display import print_json as _print_json
 from rich.table import Table
 
-console = Console()
 repo_app = typer.Typer(help="Repositories: add (clone or adopt), list, reload config, remove.")
 worktree_app = typer.Typer(help="Git worktrees: create, list, show, update, archive, remove.")
 env_app = typer.Typer(help="A worktree's environment: start, stop, restart, status, logs.")
-
-JsonOpt = typer.Option(False, "--json", help="print the API's JSON")
-
-
-def api() -> Api:
-    return Api(settings_mod.load())
-
-
-def _print_json(value: Any) -> None:
-    console.print_json(json.dumps(value))
-
-
-def _kv(rows: list[tuple[str, Any]]) -> None:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in rows:
-        if value not in (None, "", [], {}):
-            table.add_row(key, value if isinstance(value, str) else json.dumps(value))
-    console.print(table)
 
 
 def _ports(ports: list[int]) -> str:
@@ -63,7 +42,7 @@ def repo_add(
     if as_json:
         _print_json(repo)
         return
-    console.print(f"[green]added[/] {repo['slug']}  {repo['id'][:8]}  {repo['path']}")
+    console.print(f"[green]added[/] {repo['slug']}  {repo['id']}  {repo['path']}")
     console.print(f"default branch {repo['default_branch']}")
     if repo["config_error"]:
         console.print(f"[yellow]{repo['config_source']} not used:[/] {repo['config_error']}")
@@ -85,11 +64,12 @@ def repo_list(
         _print_json(repos)
         return
     table = Table("id", "slug", "status", "branch", "path", "config", "drift")
+    short = short_ids([r["id"] for r in repos])
     for r in repos:
         drift = f"{len(r['external_worktrees'])} outside Orrery" if r["external_worktrees"] else ""
         config = r["config_source"] + (" (error)" if r["config_error"] else "")
         table.add_row(
-            r["id"][:8], r["slug"], r["status"], r["default_branch"] or "", r["path"] or "",
+            short[r["id"]], r["slug"], r["status"], r["default_branch"] or "", r["path"] or "",
             config, drift,
         )  # fmt: skip
     console.print(table)
@@ -144,7 +124,7 @@ def worktree_add(  # noqa: PLR0917 - typer maps each option to a parameter
     if as_json:
         _print_json(wt)
         return
-    console.print(f"[green]created[/] {wt['repo_slug']}/{wt['name']}  {wt['id'][:8]}  {wt['path']}")
+    console.print(f"[green]created[/] {wt['repo_slug']}/{wt['name']}  {wt['id']}  {wt['path']}")
     console.print(f"branch {wt['branch']}  ports {_ports(wt['ports'])}  slot {wt['unique_id']}")
 
 
@@ -164,10 +144,11 @@ def worktree_list(
         _print_json(rows)
         return
     table = Table("id", "repo/name", "branch", "status", "ports", "env", "health", "drift")
+    short = short_ids([w["id"] for w in rows])
     for w in rows:
         env = w["env"] or {}
         table.add_row(
-            w["id"][:8], f"{w['repo_slug']}/{w['name']}", w["branch"], w["status"],
+            short[w["id"]], f"{w['repo_slug']}/{w['name']}", w["branch"], w["status"],
             _ports(w["ports"]), env.get("status", "") if w["env_configured"] else "-",
             env.get("health", "") if w["env_configured"] else "",
             "[red]missing on disk[/]" if w["missing"] else "",

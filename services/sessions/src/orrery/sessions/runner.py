@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Mapping
@@ -139,6 +140,7 @@ class SessionRunner:
     state: str = "starting"
     _runs: dict[str, _Run] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _expiries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _ids: UUID7 = field(default_factory=UUID7)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -184,7 +186,10 @@ class SessionRunner:
                 await self._handle(msg)
 
     async def _shutdown(self) -> None:
-        """Stopping the service: runs in flight end as interrupted (resumable)."""
+        """Stopping the service: runs in flight end as interrupted (resumable); deadlines still
+        waiting are dropped (the next instance's recovery denies what is left pending)."""
+        for expiry in list(self._expiries.values()):
+            expiry.cancel()
         for run in list(self._runs.values()):
             if run.task is not None and not run.task.done():
                 run.task.cancel()
@@ -286,9 +291,15 @@ class SessionRunner:
                 self._launch(envelope, event)
             case StopRequested():
                 self._spawn(self._stop(envelope, event))
-            case PermissionRequested():
-                self._spawn(self._expire_later(envelope, event))
+            case PermissionRequested(request_id=request_id):
+                if request_id not in self._expiries:
+                    task = asyncio.create_task(self._expire_later(envelope, event))
+                    self._expiries[request_id] = task
+                    task.add_done_callback(functools.partial(self._forget_expiry, request_id))
             case PermissionDecided(request_id=request_id, allow=allow, scope=scope):
+                pending = self._expiries.pop(request_id, None)
+                if pending is not None:
+                    pending.cancel()  # decided: no deadline left to keep
                 run = self._runs.get(event.session_id)
                 if run is not None:
                     future = run.waiting.pop(request_id, None)
@@ -315,6 +326,9 @@ class SessionRunner:
                             ),
                             _meta(envelope),
                         )
+
+    def _forget_expiry(self, request_id: str, _task: asyncio.Task[None]) -> None:
+        self._expiries.pop(request_id, None)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
