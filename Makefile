@@ -85,6 +85,7 @@ bench: install ## benchmarks: ratios measured side by side in one run
 	$(PY) bench/events.py $(ARGS)
 	$(PY) bench/startup.py
 	$(PY) bench/worktrees.py
+	$(PY) bench/sessions.py
 
 clean: ## remove installed dependencies and build outputs
 	rm -rf .venv .tools web/node_modules web/dist

@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 LOCK_KEY = "orrery.sessions.runner"
 _RETRYABLE: tuple[type[BaseException], ...] = (RuntimeFailure, *NATS_UNAVAILABLE)
 GIT_TIMEOUT_S = 10.0
+WORKTREE_WAIT_S = 10.0
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -415,7 +416,7 @@ class SessionRunner:
             self._forget(run)
             return  # it ended before we got here (stopped, or handled before a restart)
         provider = self.providers.get(state.settings.agent)
-        cwd = await self.paths.path(state.worktree_id)
+        cwd = await self._worktree_path(state.worktree_id)
         if provider is None or cwd is None:
             why = (
                 f"no provider for agent {state.settings.agent!r}"
@@ -473,6 +474,16 @@ class SessionRunner:
         if not run.stopping:
             await self._git(run, state, "end")
         await self._finish(run, outcome)
+
+    async def _worktree_path(self, worktree_id: str) -> Path | None:
+        """The worktree's path; a worktree created a moment ago may not have reached this
+        service's copy of the worktrees log yet, so wait a little before giving up."""
+        deadline = time.monotonic() + WORKTREE_WAIT_S
+        while (path := await self.paths.path(worktree_id)) is None:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.1)
+        return path
 
     async def _finish(
         self, run: _Run, outcome: TaskCompleted | TaskFailed | TaskStopped | TaskInterrupted

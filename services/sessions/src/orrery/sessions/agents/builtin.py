@@ -9,7 +9,7 @@ Endpoints and keys come from the process environment the runner builds for the s
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anthropic
@@ -38,13 +38,37 @@ INTERRUPTED = "the run was interrupted before this tool returned"
 
 
 class BuiltinAgent:
+    """One SDK client per endpoint and key, kept across tasks: building one costs a TLS context
+    (tens of milliseconds of the event loop), which 50 starting tasks would pay 50 times."""
+
     name = "builtin"
+
+    def __init__(self) -> None:
+        self._anthropic: dict[tuple[str, str], anthropic.AsyncAnthropic] = {}
+        self._openai: dict[tuple[str, str], openai.AsyncOpenAI] = {}
+
+    def anthropic_client(self, env: Mapping[str, str]) -> anthropic.AsyncAnthropic:
+        key = (env.get("ANTHROPIC_BASE_URL") or "", env.get("ANTHROPIC_API_KEY") or "none")
+        if key not in self._anthropic:
+            self._anthropic[key] = anthropic.AsyncAnthropic(
+                api_key=key[1], base_url=key[0] or None, max_retries=2
+            )
+        return self._anthropic[key]
+
+    def openai_client(self, env: Mapping[str, str]) -> openai.AsyncOpenAI:
+        key = (env.get("OPENAI_BASE_URL") or "", env.get("OPENAI_API_KEY") or "none")
+        if key not in self._openai:
+            self._openai[key] = openai.AsyncOpenAI(
+                api_key=key[1], base_url=key[0] or None, max_retries=2
+            )
+        return self._openai[key]
 
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult:
         model = turn.settings.model or DEFAULT_MODEL
         if model.startswith("openai/"):
-            return await _OpenAILoop(turn, io, model.removeprefix("openai/")).run()
-        return await _AnthropicLoop(turn, io, model).run()
+            oa = self.openai_client(turn.env)
+            return await _OpenAILoop(turn, io, model.removeprefix("openai/")).run(oa)
+        return await _AnthropicLoop(turn, io, model).run(self.anthropic_client(turn.env))
 
 
 class _Loop:
@@ -167,13 +191,7 @@ def _anthropic_block(block: Block) -> dict[str, Any] | None:
 
 
 class _AnthropicLoop(_Loop):
-    async def run(self) -> TurnResult:
-        env = self.turn.env
-        client = anthropic.AsyncAnthropic(
-            api_key=env.get("ANTHROPIC_API_KEY") or "none",
-            base_url=env.get("ANTHROPIC_BASE_URL") or None,
-            max_retries=2,
-        )
+    async def run(self, client: anthropic.AsyncAnthropic) -> TurnResult:
         messages = to_anthropic(self.turn.history)
         try:
             steered: list[str] = []
@@ -198,8 +216,6 @@ class _AnthropicLoop(_Loop):
             raise ProviderError(f"model.http_{exc.status_code}", _api_message(exc)) from exc
         except anthropic.APIConnectionError as exc:
             raise ProviderError("model.unreachable", f"cannot reach the model API: {exc}") from exc
-        finally:
-            await client.close()
         return self.result()
 
     async def _one_call(
@@ -293,13 +309,7 @@ def to_openai(history: Sequence[MessageRecorded]) -> list[dict[str, Any]]:
 
 
 class _OpenAILoop(_Loop):
-    async def run(self) -> TurnResult:
-        env = self.turn.env
-        client = openai.AsyncOpenAI(
-            api_key=env.get("OPENAI_API_KEY") or "none",
-            base_url=env.get("OPENAI_BASE_URL") or None,
-            max_retries=2,
-        )
+    async def run(self, client: openai.AsyncOpenAI) -> TurnResult:
         tools = [
             {
                 "type": "function",
@@ -334,8 +344,6 @@ class _OpenAILoop(_Loop):
             raise ProviderError(f"model.http_{exc.status_code}", _api_message(exc)) from exc
         except openai.APIConnectionError as exc:
             raise ProviderError("model.unreachable", f"cannot reach the model API: {exc}") from exc
-        finally:
-            await client.close()
         return self.result()
 
     async def _one_call(
