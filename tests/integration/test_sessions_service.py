@@ -346,10 +346,13 @@ async def test_kill9_of_the_sessions_service_mid_run_then_resume(
             await asyncio.sleep(1.0)  # streaming now
             proc.kill()
             proc.wait(10)
-            proc = subprocess.Popen(
-                [binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            events = await wait_for(js, sid, ended("t1"))
+            log_path = tmp_path / "sessions-restarted.log"
+            with log_path.open("w") as log:
+                proc = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
+            try:
+                events = await wait_for(js, sid, ended("t1"))
+            except TimeoutError:
+                raise AssertionError(log_path.read_text()[-3000:]) from None
             assert isinstance(events[-1], s.TaskInterrupted)
             await client.send(s.ResumeTask(command_id=ids.new(), session_id=sid, task_id="t1"))
             events = await wait_for(
@@ -367,3 +370,35 @@ async def test_kill9_of_the_sessions_service_mid_run_then_resume(
         finally:
             proc.terminate()
             proc.wait(30)
+
+
+async def test_a_stop_right_after_the_start_still_ends_the_task(
+    nats_server: NatsServer,
+    database_url: str,
+    js: JetStreamContext,
+    client: CommandClient,
+    tmp_path: Path,
+) -> None:
+    """The stop can reach the runner before the run has begun: the task still ends `stopped`
+    (it used to stay running for ever), and the queued prompt after it runs."""
+    async with ScriptedModelServer(SCRIPT) as model, contextlib.AsyncExitStack() as stack:
+        os.environ["ANTHROPIC_BASE_URL"] = model.url
+        await stack.enter_async_context(services(nats_server.url, database_url))
+        wt = await worktree(client, tmp_path)
+        sid = await session(client, wt, permission_mode="allow-all")
+        for n in range(3):
+            await client.send(
+                s.SubmitPrompt(command_id=ids.new(), session_id=sid, task_id=f"a{n}", prompt="slow")
+            )
+            await client.send(
+                s.SubmitPrompt(command_id=ids.new(), session_id=sid, task_id=f"b{n}", prompt="hi")
+            )
+            await client.send(s.StopTask(command_id=ids.new(), session_id=sid))
+            events = await wait_for(js, sid, ended(f"b{n}"), timeout=20)
+            outcome = {
+                e.task_id: type(e) for e in events if isinstance(e, s.TaskStopped | s.TaskCompleted)
+            }
+            trail = [(type(e).__name__, getattr(e, "task_id", "")) for e in events]
+            assert outcome[f"a{n}"] is s.TaskStopped, trail
+            assert outcome[f"b{n}"] is s.TaskCompleted, trail
+        os.environ.pop("ANTHROPIC_BASE_URL")

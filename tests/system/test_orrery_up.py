@@ -108,7 +108,7 @@ def test_projection_commands_against_a_running_stack(tmp_path: Path) -> None:
         wait_healthy(proc, int(env["ORRERY_PORT"]), timeout=30)
         listed = orrery(env, "projections", "list")
         assert listed.returncode == 0, listed.stderr
-        for name in ("canvas.boards", "sessions.log", "worktrees.catalog", "gateway.log"):
+        for name in ("canvas.boards", "sessions.catalog", "worktrees.catalog", "gateway.log"):
             assert name in listed.stdout
 
         status = orrery(env, "projections", "status")

@@ -163,6 +163,9 @@ class SessionRunner:
             finally:
                 await self._shutdown()
                 await self.git.close()
+                for provider in self.providers.values():
+                    with contextlib.suppress(Exception):
+                        await provider.close()
                 with contextlib.suppress(Exception):
                     await lock_conn.fetchval("SELECT pg_advisory_unlock(hashtext($1))", LOCK_KEY)
 
@@ -461,6 +464,10 @@ class SessionRunner:
                 message=f"{type(exc).__name__}: {exc}",
             )
         else:
+            if run.stopping:  # it finished as the stop arrived: the stop is what was asked
+                outcome = TaskStopped(session_id=run.session_id, task_id=run.task_id)
+                await self._finish(run, outcome)
+                return
             outcome = TaskCompleted(
                 session_id=run.session_id,
                 task_id=run.task_id,
@@ -528,11 +535,24 @@ class SessionRunner:
         assert run.task is not None
         run.task.cancel()
         budget = max(0.5, (event.deadline - datetime.now(UTC)).total_seconds())
-        done, _ = await asyncio.wait({run.task}, timeout=budget)
-        if not done:
-            # The provider did not let go in time: the log says stopped anyway, by the bound.
+        loop = asyncio.get_running_loop()
+        until = loop.time() + budget
+        # Cancel again until it lets go: Python 3.11's wait_for (deep in the NATS client) can
+        # swallow a cancellation that races with a result.
+        while not run.task.done() and loop.time() < until:
+            run.task.cancel()
+            await asyncio.wait({run.task}, timeout=0.25)
+        done = run.task.done()
+        if not run.finished:
+            # Cancelled before the provider ran (nothing recorded it), or the provider did not
+            # let go in time: either way the log says stopped, by the bound.
             await self._finish(
-                run, TaskStopped(session_id=run.session_id, task_id=run.task_id, how="abandoned")
+                run,
+                TaskStopped(
+                    session_id=run.session_id,
+                    task_id=run.task_id,
+                    how="interrupt" if done else "abandoned",
+                ),
             )
 
     async def _expire_later(self, envelope: Envelope[Event], event: PermissionRequested) -> None:
@@ -621,6 +641,8 @@ class _RunIO(AgentIO):
     async def delta(
         self, message_id: str, kind: Literal["text", "thinking", "tool_input"], text: str
     ) -> None:
+        if self._run.stopping:
+            raise asyncio.CancelledError  # a stop whose cancellation got lost on the way
         index = self._delta_index.get(message_id, 0)
         self._delta_index[message_id] = index + 1
         await self._runner.publish_delta(

@@ -66,3 +66,7 @@ class Provider(Protocol):
     name: str
 
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult: ...
+
+    async def close(self) -> None:
+        """Release what the provider keeps across tasks (clients, processes)."""
+        ...

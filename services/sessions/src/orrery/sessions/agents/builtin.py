@@ -47,6 +47,16 @@ class BuiltinAgent:
         self._anthropic: dict[tuple[str, str], anthropic.AsyncAnthropic] = {}
         self._openai: dict[tuple[str, str], openai.AsyncOpenAI] = {}
 
+    async def close(self) -> None:
+        clients: list[anthropic.AsyncAnthropic | openai.AsyncOpenAI] = [
+            *self._anthropic.values(),
+            *self._openai.values(),
+        ]
+        self._anthropic.clear()
+        self._openai.clear()
+        for client in clients:
+            await client.close()
+
     def anthropic_client(self, env: Mapping[str, str]) -> anthropic.AsyncAnthropic:
         key = (env.get("ANTHROPIC_BASE_URL") or "", env.get("ANTHROPIC_API_KEY") or "none")
         if key not in self._anthropic:
