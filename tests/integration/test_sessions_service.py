@@ -367,6 +367,13 @@ async def test_kill9_of_the_sessions_service_mid_run_then_resume(
             assert indexes == list(range(len(indexes))), "no message lost or repeated"
             started = [e for e in events if isinstance(e, s.TaskStarted)]
             assert [(t.task_id, t.resumed) for t in started] == [("t1", False), ("t1", True)]
+            after = events[events.index(started[1]) :]
+            answers = [
+                e for e in after if isinstance(e, s.MessageRecorded) and e.role == "assistant"
+            ]
+            assert answers, "the resumed run's answer is recorded"
+            gits = [e for e in after if isinstance(e, s.TaskGitState)]
+            assert [g.moment for g in gits] == ["start", "end"] and gits[0].git.error is None
         finally:
             proc.terminate()
             proc.wait(30)

@@ -216,6 +216,20 @@ def test_the_builtin_agent_end_to_end(tmp_path: Path) -> None:  # noqa: PLR0915 
                     == "completed"
                 )
             )
+            # The same Idempotency-Key twice: one session, one prompt.
+            headers = {"Idempotency-Key": "create-once-0001"}
+            body = {"worktree": "one", "permission_mode": "allow-all", "prompt": "hi"}
+            first = api.post("/api/sessions", json=body, headers=headers)
+            again = api.post("/api/sessions", json=body, headers=headers)
+            assert first.status_code == 201 and again.json()["id"] == first.json()["id"]
+            until(
+                lambda: (
+                    api.get(f"/api/sessions/{first.json()['id']}/tasks").json()[-1]["status"]
+                    == "completed"
+                )
+            )
+            assert len(api.get(f"/api/sessions/{first.json()['id']}/tasks").json()) == 1
+
             refused = api.delete(f"/api/sessions/{session['id']}")
             assert refused.status_code == 409 and refused.json()["code"] == "session.has_children"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -371,6 +372,17 @@ class SessionsApi:
         return sent
 
 
+_NAMESPACE = uuid.UUID("7f0e1c52-3a8e-4c51-9d1c-0f6f3b7a2d10")
+
+
+def derived_id(request: Request[Any, Any, Any], purpose: str) -> str:
+    """An id the same ``Idempotency-Key`` always gives (a retried create names the same
+    session, task or child), else a new one."""
+    if request.headers.get("idempotency-key") is None:
+        return _ids.new()
+    return str(uuid.uuid5(_NAMESPACE, f"{command_id(request)}:{purpose}"))
+
+
 def _is(*types: type[Event]) -> Any:
     return lambda env: isinstance(env.event, types)
 
@@ -388,7 +400,7 @@ class SessionsController(Controller):
             raise ApiError(
                 409, "worktree.not_active", f"worktree {worktree.name} is {worktree.status}"
             )
-        session_id = _ids.new()
+        session_id = derived_id(request, "session")
         await sessions.send(
             s.CreateSession(
                 command_id=command_id(request),
@@ -403,9 +415,9 @@ class SessionsController(Controller):
         if data.prompt:
             await sessions.send(
                 s.SubmitPrompt(
-                    command_id=_ids.new(),
+                    command_id=derived_id(request, "prompt"),
                     session_id=session_id,
-                    task_id=_ids.new(),
+                    task_id=derived_id(request, "task"),
                     prompt=data.prompt,
                 )
             )
@@ -430,7 +442,7 @@ class SessionsController(Controller):
         self, request: Request[Any, Any, Any], ref: str, data: PromptIn, sessions: SessionsApi
     ) -> Response[PromptOut]:
         session = await sessions.model.session(ref)
-        task_id = _ids.new()
+        task_id = derived_id(request, "task")
         sent = await sessions.send(
             s.SubmitPrompt(
                 command_id=command_id(request),
@@ -510,7 +522,7 @@ class SessionsController(Controller):
         self, request: Request[Any, Any, Any], ref: str, data: ForkIn, sessions: SessionsApi
     ) -> Response[SessionOut]:
         session = await sessions.model.session(ref)
-        child = _ids.new()
+        child = derived_id(request, "child")
         await sessions.send(
             s.ForkSession(
                 command_id=command_id(request),
@@ -531,7 +543,7 @@ class SessionsController(Controller):
         self, request: Request[Any, Any, Any], ref: str, data: SpawnIn, sessions: SessionsApi
     ) -> Response[SessionOut]:
         session = await sessions.model.session(ref)
-        child = _ids.new()
+        child = derived_id(request, "child")
         settings = None
         if data.agent or data.model:
             base = s.AgentSettings(**session.settings)

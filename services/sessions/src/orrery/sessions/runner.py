@@ -99,6 +99,7 @@ class _Run:
     session_id: str
     task_id: str
     meta: EventMeta
+    key: str = ""  # one run of the task (its TaskStarted's id): a resumed task runs again
     task: asyncio.Task[None] | None = None
     steered: list[str] = field(default_factory=list)
     waiting: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
@@ -408,7 +409,7 @@ class SessionRunner:
         previous = self._runs.get(event.session_id)
         if previous is not None and previous.task_id == event.task_id:
             return  # redelivered while running
-        run = _Run(event.session_id, event.task_id, _meta(envelope))
+        run = _Run(event.session_id, event.task_id, _meta(envelope), key=envelope.event_id)
         self._runs[event.session_id] = run
         run.task = asyncio.create_task(self._execute(run, event), name=f"task:{event.task_id}")
 
@@ -437,6 +438,7 @@ class SessionRunner:
         turn = Turn(
             session_id=run.session_id,
             task_id=run.task_id,
+            run_id=run.key,
             prompt=event.prompt,
             history=history,
             cwd=cwd,
@@ -501,7 +503,7 @@ class SessionRunner:
         self._forget(run)
         await self.bus.run(
             Finish(
-                command_id=f"{run.task_id}:finish:{type(outcome).__name__}",
+                command_id=f"{run.key or run.task_id}:finish:{type(outcome).__name__}",
                 session_id=run.session_id,
                 task_id=run.task_id,
                 outcome=outcome,
@@ -522,7 +524,9 @@ class SessionRunner:
             # Nothing runs here (a restart, or it just ended): end it in the log if still open.
             state = await self.bus.current(SESSION, event.session_id)
             if state.active == event.task_id:
-                orphan = _Run(event.session_id, event.task_id, _meta(envelope))
+                orphan = _Run(
+                    event.session_id, event.task_id, _meta(envelope), key=envelope.event_id
+                )
                 await self._finish(
                     orphan,
                     TaskStopped(
@@ -574,7 +578,7 @@ class SessionRunner:
         try:
             sent = await self.git.send(
                 wt.CaptureGitState(
-                    command_id=f"{run.task_id}:git:{moment}",
+                    command_id=f"{run.key}:git:{moment}",
                     worktree_id=state.worktree_id,
                     purpose=f"task-{moment}",
                 ),
@@ -620,7 +624,7 @@ class SessionRunner:
     async def record(self, run: _Run, event: Event, *, key: str) -> None:
         await self.bus.run(
             Record(
-                command_id=f"{run.task_id}:{key}",
+                command_id=f"{run.key}:{key}",
                 session_id=run.session_id,
                 events=[event],  # type: ignore[list-item]
             ),
@@ -676,7 +680,7 @@ class _RunIO(AgentIO):
     async def permission(self, tool: str, arguments: Mapping[str, Any]) -> bool:
         if tool in self._run.allowed_tools:
             return True
-        request_id = f"{self._run.task_id}-p{len(self._run.asked) + 1}"
+        request_id = f"{self._run.key}-p{len(self._run.asked) + 1}"
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._run.waiting[request_id] = future
         self._run.asked[request_id] = tool

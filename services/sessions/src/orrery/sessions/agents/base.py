@@ -43,6 +43,7 @@ class Turn:
     cwd: Path
     settings: AgentSettings
     env: Mapping[str, str] = field(default_factory=dict)
+    run_id: str = ""  # this run of the task (a resumed task runs again under a new id)
 
 
 @dataclass(frozen=True)

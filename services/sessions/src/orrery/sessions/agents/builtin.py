@@ -93,7 +93,7 @@ class _Loop:
 
     def message_id(self) -> str:
         self.step += 1
-        return f"{self.turn.task_id}:{self.step}"
+        return f"{self.turn.run_id or self.turn.task_id}:{self.step}"
 
     def add_usage(self, raw: dict[str, Any], inp: int, out: int, cr: int = 0, cw: int = 0) -> None:
         self.calls.append(raw)
