@@ -176,6 +176,33 @@ _WORKTREES = f"""
 """
 
 
+async def projection_position(pool: asyncpg.Pool, schema: str, name: str) -> int:
+    try:
+        value = await pool.fetchval(
+            f'SELECT last_seq FROM "{schema}".orrery_projections WHERE name = $1', name
+        )
+    except asyncpg.UndefinedTableError:
+        return 0  # the owning service has not created its read model yet
+    return int(value or 0)
+
+
+async def caught_up(
+    pool: asyncpg.Pool, schema: str, name: str, sequence: int, timeout: float = 10.0
+) -> None:
+    """Read your writes: wait until projection ``schema.name`` has applied ``sequence``."""
+    if sequence <= 0:
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            # The checkpoint lives in another service's transaction: poll it (cheap, indexed).
+            while await projection_position(pool, schema, name) < sequence:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise ApiError(
+            503, "readmodel.lagging", "the change is recorded but not yet readable; retry"
+        ) from None
+
+
 class WorktreesReadModel:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -186,28 +213,9 @@ class WorktreesReadModel:
         except asyncpg.UndefinedTableError:
             return []  # the worktrees service has not created its read model yet
 
-    async def position(self) -> int:
-        try:
-            value = await self._pool.fetchval(
-                f'SELECT last_seq FROM "{SCHEMA}".orrery_projections WHERE name = $1', PROJECTION
-            )
-        except asyncpg.UndefinedTableError:
-            return 0
-        return int(value or 0)
-
     async def caught_up(self, sequence: int, timeout: float = 10.0) -> None:
         """Read your writes: wait until the read model has applied ``sequence``."""
-        if sequence <= 0:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                # The checkpoint lives in another service's transaction: poll it (cheap, indexed).
-                while await self.position() < sequence:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-        except TimeoutError:
-            raise ApiError(
-                503, "readmodel.lagging", "the change is recorded but not yet readable; retry"
-            ) from None
+        await caught_up(self._pool, SCHEMA, PROJECTION, sequence, timeout)
 
     # -- repos -------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from orrery.events import Command, Envelope, Event, Registry, subjects
 from orrery.events import sessions as s
 from orrery.gateway.errors import ApiError
-from orrery.gateway.readmodel import WorktreesReadModel
+from orrery.gateway.readmodel import WorktreesReadModel, caught_up
 from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.client import CommandClient, Sent
@@ -228,24 +228,7 @@ class SessionsReadModel:
             return []
 
     async def caught_up(self, sequence: int, timeout: float = 10.0) -> None:
-        if sequence <= 0:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    try:
-                        seq = await self._pool.fetchval(
-                            "SELECT last_seq FROM sessions.orrery_projections WHERE name='catalog'"
-                        )
-                    except asyncpg.UndefinedTableError:
-                        seq = 0
-                    if (seq or 0) >= sequence:
-                        return
-                    await asyncio.sleep(0.01)
-        except TimeoutError:
-            raise ApiError(
-                503, "readmodel.lagging", "the change is recorded but not yet readable; retry"
-            ) from None
+        await caught_up(self._pool, "sessions", "catalog", sequence, timeout)
 
     async def session(self, ref: str) -> SessionOut:
         rows = await self._fetch(
