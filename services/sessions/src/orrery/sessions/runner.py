@@ -58,6 +58,7 @@ from orrery.runtime.commands.client import CommandClient
 from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.errors import RuntimeFailure
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
+from orrery.runtime.reactions import claimed, follow_up
 from orrery.sessions import pricing
 from orrery.sessions.agents.base import AgentIO, Provider, ProviderError, Turn
 from orrery.sessions.domain.session import (
@@ -82,16 +83,6 @@ _ENCODER = msgspec.json.Encoder()
 def live_subject(session_id: str) -> str:
     """Core NATS subject of a session's token deltas (ephemeral; not in any stream)."""
     return f"sessions.live.{subjects.token(session_id)}"
-
-
-def _meta(trigger: Envelope[Event]) -> EventMeta:
-    return EventMeta(
-        occurred_at=datetime.now(UTC),
-        actor=trigger.actor,
-        correlation_id=trigger.correlation_id,
-        causation_id=trigger.event_id,
-        trace=trigger.trace,
-    )
 
 
 @dataclass
@@ -148,16 +139,9 @@ class SessionRunner:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self.pool.acquire() as lock_conn:
-            while not await lock_conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext($1))", LOCK_KEY
-            ):
-                self.state = "standby"
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(2.0):
-                        await stop.wait()
-                if stop.is_set():
-                    return
+        async with claimed(self.pool, LOCK_KEY, stop, self._standby) as held:
+            if not held:
+                return
             self.git = CommandClient(self.nc, self.js, self.registry)
             try:
                 await self._loop(stop)
@@ -167,8 +151,9 @@ class SessionRunner:
                 for provider in self.providers.values():
                     with contextlib.suppress(Exception):
                         await provider.close()
-                with contextlib.suppress(Exception):
-                    await lock_conn.fetchval("SELECT pg_advisory_unlock(hashtext($1))", LOCK_KEY)
+
+    def _standby(self) -> None:
+        self.state = "standby"
 
     async def _loop(self, stop: asyncio.Event) -> None:
         sub = await self.js.pull_subscribe_bind(
@@ -329,7 +314,7 @@ class SessionRunner:
                                 session_id=child,
                                 children="delete",
                             ),
-                            _meta(envelope),
+                            follow_up(envelope),
                         )
 
     def _forget_expiry(self, request_id: str, _task: asyncio.Task[None]) -> None:
@@ -344,7 +329,7 @@ class SessionRunner:
 
     async def _create_child(self, envelope: Envelope[Event], event: ChildSessionRequested) -> None:
         parent = await self.bus.current(SESSION, event.session_id)
-        meta = _meta(envelope)
+        meta = follow_up(envelope)
         await self.bus.run(
             CreateChild(
                 command_id=f"{envelope.event_id}:child",
@@ -400,7 +385,7 @@ class SessionRunner:
                     )
                 ],
             ),
-            _meta(envelope),
+            follow_up(envelope),
         )
 
     # -- a run ---------------------------------------------------------------------------------
@@ -409,7 +394,7 @@ class SessionRunner:
         previous = self._runs.get(event.session_id)
         if previous is not None and previous.task_id == event.task_id:
             return  # redelivered while running
-        run = _Run(event.session_id, event.task_id, _meta(envelope), key=envelope.event_id)
+        run = _Run(event.session_id, event.task_id, follow_up(envelope), key=envelope.event_id)
         self._runs[event.session_id] = run
         run.task = asyncio.create_task(self._execute(run, event), name=f"task:{event.task_id}")
 
@@ -525,7 +510,7 @@ class SessionRunner:
             state = await self.bus.current(SESSION, event.session_id)
             if state.active == event.task_id:
                 orphan = _Run(
-                    event.session_id, event.task_id, _meta(envelope), key=envelope.event_id
+                    event.session_id, event.task_id, follow_up(envelope), key=envelope.event_id
                 )
                 await self._finish(
                     orphan,
@@ -535,7 +520,7 @@ class SessionRunner:
                 )
             return
         run.stopping = True
-        run.meta = _meta(envelope)  # the outcome answers the stop (its correlation id)
+        run.meta = follow_up(envelope)  # the outcome answers the stop (its correlation id)
         assert run.task is not None
         run.task.cancel()
         budget = max(0.5, (event.deadline - datetime.now(UTC)).total_seconds())
@@ -568,7 +553,7 @@ class SessionRunner:
                 session_id=event.session_id,
                 request_id=event.request_id,
             ),
-            _meta(envelope),
+            follow_up(envelope),
         )
 
     # -- helpers -------------------------------------------------------------------------------

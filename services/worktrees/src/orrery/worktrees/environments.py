@@ -23,6 +23,7 @@ from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 from orrery.runtime.infra.ports import group_alive, port_is_free, signal_pgid
+from orrery.runtime.reactions import follow_up
 from orrery.templating import RepoCtx, TemplateContext, TemplateError, WorktreeCtx, render
 from orrery.worktrees.adapters.docker_runner import DockerRunner, DockerRunnerError
 from orrery.worktrees.adapters.files import Layout, is_dir
@@ -217,7 +218,7 @@ class EnvironmentManager:
     # -- start -------------------------------------------------------------------------------
 
     async def start(self, trigger: Envelope[Event], worktree_id: str, *, restart: bool) -> None:
-        meta = _meta_of(trigger)
+        meta = follow_up(trigger)
         key = trigger.event_id
         if restart:
             await self._stop(worktree_id, meta, key=f"{key}:restart")
@@ -408,17 +409,17 @@ class EnvironmentManager:
                 exit_code=exit_code,
                 error=error,
             ),
-            _meta_of(trigger),
+            follow_up(trigger),
         )
 
     # -- stop --------------------------------------------------------------------------------
 
     async def stop(self, trigger: Envelope[Event], worktree_id: str) -> None:
-        await self._stop(worktree_id, _meta_of(trigger), key=trigger.event_id)
+        await self._stop(worktree_id, follow_up(trigger), key=trigger.event_id)
 
     async def stop_for(self, trigger: Envelope[Event], worktree_id: str) -> None:
         """Stop before an archive or delete (nothing to do when it is not running)."""
-        await self._stop(worktree_id, _meta_of(trigger), key=f"{trigger.event_id}:env")
+        await self._stop(worktree_id, follow_up(trigger), key=f"{trigger.event_id}:env")
 
     async def _stop(self, worktree_id: str, meta: EventMeta, *, key: str) -> None:
         live = self._live.get(worktree_id)
@@ -559,13 +560,3 @@ async def _run_capped(
     if truncated:
         text = text.split("\n", 1)[-1]  # drop the partial first line
     return text.splitlines(), truncated, code
-
-
-def _meta_of(trigger: Envelope[Event]) -> EventMeta:
-    return EventMeta(
-        occurred_at=datetime.now(UTC),
-        actor=trigger.actor,
-        correlation_id=trigger.correlation_id,
-        causation_id=trigger.event_id,
-        trace=trigger.trace,
-    )

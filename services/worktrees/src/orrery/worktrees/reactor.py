@@ -15,13 +15,12 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from orrery.events import Command, Envelope, Event, EventMeta, Registry, subjects
+from orrery.events import Command, Envelope, Event, Registry, subjects
 from orrery.events.errors import EventsError
 from orrery.events.worktrees import (
     EnvironmentLogsRequested,
@@ -41,6 +40,7 @@ from orrery.runtime import topology
 from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.errors import RuntimeFailure
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
+from orrery.runtime.reactions import claimed, follow_up
 from orrery.worktrees.adapters.files import Layout, copy_files, is_dir, read_settings, remove_tree
 from orrery.worktrees.adapters.git import Git, GitError, Worktree
 from orrery.worktrees.domain.environment import RecordGitState
@@ -67,16 +67,6 @@ _RETRYABLE: tuple[type[BaseException], ...] = (RuntimeFailure, *NATS_UNAVAILABLE
 IN_PROGRESS_EVERY_S = 20.0
 
 
-def _meta(trigger: Envelope[Event]) -> EventMeta:
-    return EventMeta(
-        occurred_at=datetime.now(UTC),
-        actor=trigger.actor,
-        correlation_id=trigger.correlation_id,
-        causation_id=trigger.event_id,
-        trace=trigger.trace,
-    )
-
-
 @dataclass
 class Reactor:
     js: JetStreamContext
@@ -95,23 +85,17 @@ class Reactor:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with self.pool.acquire() as lock_conn:
-            while not await lock_conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext($1))", LOCK_KEY
-            ):
-                self.state = "standby"
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(2.0):
-                        await stop.wait()
-                if stop.is_set():
-                    return
+        async with claimed(self.pool, LOCK_KEY, stop, self._standby) as held:
+            if not held:
+                return
             try:
                 await self._run(stop)
             finally:
                 await self._drain()
                 await self.envs.close()
-                with contextlib.suppress(Exception):
-                    await lock_conn.fetchval("SELECT pg_advisory_unlock(hashtext($1))", LOCK_KEY)
+
+    def _standby(self) -> None:
+        self.state = "standby"
 
     async def _run(self, stop: asyncio.Event) -> None:
         self.state = "recovering"
@@ -202,7 +186,7 @@ class Reactor:
         return key, getattr(self, method)
 
     async def _record(self, trigger: Envelope[Event], command: Command) -> None:
-        await self.bus.run(command, _meta(trigger))
+        await self.bus.run(command, follow_up(trigger))
 
     async def _registry(self) -> RegistryState:
         return await self.bus.current(REGISTRY, AGGREGATE_ID)
@@ -460,7 +444,7 @@ class Reactor:
     async def _reconcile(self, env: Envelope[Event]) -> None:
         event = env.event
         assert isinstance(event, ReconcileRequested)
-        await self.reconciler.run_once(event.repo_id, _meta(env))
+        await self.reconciler.run_once(event.repo_id, follow_up(env))
 
 
 _ROUTES: dict[type[Event], tuple[str, str, str]] = {
