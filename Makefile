@@ -9,7 +9,7 @@ PY := .venv/bin/python
 NPM := npm --prefix web --no-audit --no-fund --loglevel=error
 
 .PHONY: help install up test test-unit test-contract test-integration test-replay test-system \
-        test-browser test-web lint format types bench clean
+        test-browser test-web lint format types bench clean agents
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -30,6 +30,17 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 web/dist/index.html: web/node_modules/.installed $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts
 	$(NPM) run build
 
+# The agent CLIs sessions drive (Claude Code, Codex, Gemini CLI, OpenCode), pinned with their
+# lockfile (transitive packages too), into the checkout: about 1.2 GB, quick again from npm's
+# cache. `install`, not `ci`: npm leaves other platforms' optional packages out of the lock,
+# which `ci` then refuses as out of sync.
+AGENTS := tools/agent-clis
+$(AGENTS)/node_modules/.installed: $(AGENTS)/package.json $(AGENTS)/package-lock.json
+	npm --prefix $(AGENTS) install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+agents: $(AGENTS)/node_modules/.installed ## install the pinned agent CLIs into tools/agent-clis
+
 # Browser tests drive Debian's Chromium (Playwright cannot download a browser here).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 /usr/bin/chromium:
@@ -41,7 +52,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq podman runc busybox-static >/dev/null
 
-install: .venv/.synced web/node_modules/.installed ## install Python and web dependencies (idempotent)
+install: .venv/.synced web/node_modules/.installed $(AGENTS)/node_modules/.installed ## install Python and web dependencies (idempotent)
 
 up: install web/dist/index.html ## run the product: NATS, PostgreSQL, all services and the UI
 	.venv/bin/orrery up $(ARGS)
@@ -88,4 +99,4 @@ bench: install ## benchmarks: ratios measured side by side in one run
 	$(PY) bench/sessions.py
 
 clean: ## remove installed dependencies and build outputs
-	rm -rf .venv .tools web/node_modules web/dist
+	rm -rf .venv .tools web/node_modules web/dist $(AGENTS)/node_modules

@@ -76,9 +76,10 @@ from orrery.runtime.infra import free_port
 ORRERY = str(Path(sys.executable).parent / "orrery")
 CHUNKS = 200  # per session and turn
 CHUNK_CHARS = 10  # len("SSSS:CCCC;")
+START_CHUNKS = 20  # reported apart: they stream while all the tasks start
 DELAY_MS = 20  # before each chunk: 200 chunks in about 4 s
-P95_TARGET_MS = 10.0  # with the first number of sessions (the spec's 10): at most
-P99_TARGET_MS = 25.0  # with the second (the spec's 50): under
+P95_TARGET_MS = 10.0  # with up to 10 sessions (the spec's 10): at most
+P99_TARGET_MS = 25.0  # with more (the spec's 50): under
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@example.org",
@@ -493,6 +494,19 @@ async def orrery_phase(
             for k, t in got[s].at.items()
             if k in tapped[s].at
         ],
+        # While every task starts at once (events, git state, read models) vs streaming only.
+        "start": [
+            (t - sent[k]) / 1e6
+            for s in streams
+            for k, t in got[s].at.items()
+            if k in sent and int(k[5:9]) < START_CHUNKS
+        ],
+        "steady": [
+            (t - sent[k]) / 1e6
+            for s in streams
+            for k, t in got[s].at.items()
+            if k in sent and int(k[5:9]) >= START_CHUNKS
+        ],
     }
     return phase
 
@@ -619,7 +633,7 @@ def report(phases: list[Phase], sizes: list[int]) -> tuple[str, bool]:
         f"\n{CHUNKS} chunks of {CHUNK_CHARS} characters per session, one every {DELAY_MS} ms;"
         f" {rounds} round(s); percentiles in ms (median over rounds)"
     )
-    for i, n in enumerate(sizes):
+    for n in sizes:
         by = {
             side: [p for p in phases if p.side == side and p.sessions == n]
             for side in ("orrery", "floor")
@@ -630,6 +644,8 @@ def report(phases: list[Phase], sizes: list[int]) -> tuple[str, bool]:
             ("orrery: model -> WebSocket", by["orrery"], None),
             ("  agent leg: model -> NATS", by["orrery"], "agent"),
             ("  gateway leg: NATS -> WebSocket", by["orrery"], "gateway"),
+            (f"  chunks 0-{START_CHUNKS - 1} of each stream", by["orrery"], "start"),
+            (f"  chunks {START_CHUNKS}-{CHUNKS - 1}", by["orrery"], "steady"),
             ("floor: NATS pub -> bare sub", by["floor"], None),
         ]
         for label, ps, leg in rows:
@@ -663,12 +679,12 @@ def report(phases: list[Phase], sizes: list[int]) -> tuple[str, bool]:
             f"s{n}_ratio_p95={ratios[95]:.1f}",
             f"s{n}_ratio_p99={ratios[99]:.1f}",
         ]
-        if i == 0:
+        if n <= 10:
             flag = "ok" if p95 <= P95_TARGET_MS else "MISSED"
             print(f"target: p95 <= {P95_TARGET_MS:.0f} ms (SPEC: with 10 sessions)  {flag}")
             if p95 > P95_TARGET_MS:
                 warnings.append(f"p95 {p95:.1f} ms with {n} sessions misses <= {P95_TARGET_MS} ms")
-        elif i == 1:
+        else:
             flag = "ok" if p99 < P99_TARGET_MS else "MISSED"
             print(f"target: p99 < {P99_TARGET_MS:.0f} ms (SPEC: with 50 sessions)  {flag}")
             if p99 >= P99_TARGET_MS:

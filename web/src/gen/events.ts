@@ -21,6 +21,7 @@ export type OrreryMessage =
   | PromptSteered
   | MessageRecorded
   | TaskGitState
+  | AgentSessionBound
   | PermissionRequested
   | PermissionDecided
   | StopRequested
@@ -238,6 +239,18 @@ export interface GitSnapshot {
   sha: string | null;
   dirty: boolean;
   error?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * The agent CLI's own id for this conversation (Claude Code's session, Codex's thread,
+ *     OpenCode's session): a later task, a restart or a fork resumes it natively.
+ */
+export interface AgentSessionBound {
+  type: "sessions.AgentSessionBound";
+  session_id: string;
+  task_id: string;
+  agent: string;
+  native_id: string;
   [k: string]: unknown;
 }
 export interface PermissionRequested {

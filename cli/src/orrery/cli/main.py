@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 
@@ -38,7 +37,7 @@ def up(
 
     settings = settings_mod.load()
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")
-    asyncio.run(stack_up(settings, separate=separate, say=console.print))
+    settings_mod.run(stack_up(settings, separate=separate, say=console.print), settings.event_loop)
 
 
 @app.command()

@@ -243,6 +243,16 @@ class TaskGitState(Event, tag="sessions.TaskGitState", frozen=True):
     git: GitSnapshot
 
 
+class AgentSessionBound(Event, tag="sessions.AgentSessionBound", frozen=True):
+    """The agent CLI's own id for this conversation (Claude Code's session, Codex's thread,
+    OpenCode's session): a later task, a restart or a fork resumes it natively."""
+
+    session_id: str
+    task_id: str
+    agent: str
+    native_id: str
+
+
 class PermissionRequested(Event, tag="sessions.PermissionRequested", frozen=True):
     session_id: str
     task_id: str
@@ -338,6 +348,7 @@ CLASSES: tuple[type[Event] | type[Command], ...] = (
     PromptSteered,
     MessageRecorded,
     TaskGitState,
+    AgentSessionBound,
     PermissionRequested,
     PermissionDecided,
     StopRequested,

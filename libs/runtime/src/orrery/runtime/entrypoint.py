@@ -46,6 +46,6 @@ def run_standalone(spec_factory: Callable[[Settings], ServiceSpec]) -> None:
         )
 
     try:
-        asyncio.run(main())
+        settings_mod.run(main(), settings.event_loop)
     except RuntimeFailure as exc:
         sys.exit(f"error: {exc.message}")

@@ -50,6 +50,7 @@ class SessionOut(msgspec.Struct, frozen=True, kw_only=True):
     relation: str
     parent_id: str | None
     fork_point: int | None
+    native_id: str | None  # the agent CLI's own session id, once it named one
     status: str
     active_task: str | None
     queue: list[str]
@@ -173,6 +174,7 @@ def _session(row: asyncpg.Record) -> SessionOut:
         relation=row["relation"],
         parent_id=row["parent_id"],
         fork_point=row["fork_point"],
+        native_id=row["native_id"],
         status=row["status"],
         active_task=row["active_task"],
         queue=_decode(row["queue"]),

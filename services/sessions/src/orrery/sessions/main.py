@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from orrery.events import Command, default_registry
@@ -18,6 +19,8 @@ from orrery.runtime.settings import Settings
 from orrery.sessions import pricing
 from orrery.sessions.agents.base import Provider
 from orrery.sessions.agents.builtin import BuiltinAgent
+from orrery.sessions.agents.claude_code import ClaudeCode
+from orrery.sessions.agents.clis import find_cli
 from orrery.sessions.domain import session as d
 from orrery.sessions.projection import SessionsProjection, WorktreePathsProjection
 from orrery.sessions.runner import SessionRunner, WorktreePaths
@@ -30,6 +33,7 @@ AGENT_ENV = (
     "OPENAI_API_KEY",
     "OPENAI_BASE_URL",
     "GEMINI_API_KEY",
+    "GOOGLE_GEMINI_BASE_URL",
 )
 
 
@@ -58,8 +62,21 @@ INTERNAL: HandlerTable = {
 }
 
 
+def pinned_agent_bin() -> Path | None:
+    """``tools/agent-clis/node_modules/.bin`` of the checkout (``make agents`` installs there)."""
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "tools" / "agent-clis" / "node_modules" / ".bin"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
 def providers() -> dict[str, Provider]:
-    return {"builtin": BuiltinAgent()}
+    pinned = pinned_agent_bin()
+    return {
+        "builtin": BuiltinAgent(),
+        "claude-code": ClaudeCode(find_cli(os.environ, "claude", pinned)),
+    }
 
 
 def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]

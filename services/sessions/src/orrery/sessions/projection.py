@@ -23,7 +23,7 @@ def _j(value: object) -> str:
 @dataclass(frozen=True)
 class SessionsProjection:
     name: str = "catalog"
-    version: int = 1
+    version: int = 2  # 2: sessions.native_id
     schema: str = "sessions"
     stream: str = subjects.event_stream("sessions")
     subjects: Sequence[str] = (subjects.event_subjects("sessions", "session"),)
@@ -41,6 +41,7 @@ class SessionsProjection:
                 relation text NOT NULL,
                 parent_id text,
                 fork_point integer,
+                native_id text,
                 status text NOT NULL DEFAULT 'idle',
                 active_task text,
                 queue jsonb NOT NULL DEFAULT '[]',
@@ -175,6 +176,12 @@ class SessionsProjection:
                         f"UPDATE {q}.sessions SET message_count=GREATEST(message_count, $2),"
                         " updated_at=$3, last_seq=$4 WHERE session_id=$1",
                         e.session_id, e.index + 1, at, seq,
+                    )  # fmt: skip
+                case s.AgentSessionBound():
+                    await conn.execute(
+                        f"UPDATE {q}.sessions SET native_id=$2, updated_at=$3, last_seq=$4"
+                        " WHERE session_id=$1",
+                        e.session_id, e.native_id, at, seq,
                     )  # fmt: skip
                 case s.TaskGitState():
                     column = "git_start" if e.moment == "start" else "git_end"

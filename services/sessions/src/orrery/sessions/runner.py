@@ -32,6 +32,7 @@ from orrery.events import Envelope, Event, EventMeta, Registry, subjects
 from orrery.events import worktrees as wt
 from orrery.events.errors import EventsError, Rejection
 from orrery.events.sessions import (
+    AgentSessionBound,
     Block,
     ChildReported,
     ChildSessionRequested,
@@ -429,8 +430,10 @@ class SessionRunner:
             cwd=cwd,
             settings=state.settings,
             env=self.env,
+            native_id=state.native_id,
+            fork_of=await self._native_fork(state),
         )
-        io = _RunIO(self, run)
+        io = _RunIO(self, run, state.settings.agent)
         outcome: TaskCompleted | TaskFailed | TaskStopped
         try:
             result = await provider.run(turn, io)
@@ -468,6 +471,16 @@ class SessionRunner:
         if not run.stopping:
             await self._git(run, state, "end")
         await self._finish(run, outcome)
+
+    async def _native_fork(self, state: Session) -> str:
+        """A fork's parent's native session, when the agent can fork it as is: same agent, and
+        the fork point is where the parent's conversation still ends."""
+        if state.relation != "fork" or state.native_id or state.parent_id is None:
+            return ""
+        parent = await self.bus.current(SESSION, state.parent_id)
+        same = parent.settings.agent == state.settings.agent
+        at_end = parent.messages == state.fork_point
+        return parent.native_id if same and at_end else ""
 
     async def _worktree_path(self, worktree_id: str) -> Path | None:
         """The worktree's path; a worktree created a moment ago may not have reached this
@@ -622,9 +635,10 @@ class SessionRunner:
 
 
 class _RunIO(AgentIO):
-    def __init__(self, runner: SessionRunner, run: _Run) -> None:
+    def __init__(self, runner: SessionRunner, run: _Run, agent: str) -> None:
         self._runner = runner
         self._run = run
+        self._agent = agent
         self._delta_index: dict[str, int] = {}
 
     async def delta(
@@ -646,7 +660,11 @@ class _RunIO(AgentIO):
         )
 
     async def message(
-        self, message_id: str, role: Literal["assistant", "user"], blocks: list[Block], model: str
+        self,
+        message_id: str,
+        role: Literal["assistant", "user", "system"],
+        blocks: list[Block],
+        model: str,
     ) -> None:
         await self._runner.record(
             self._run,
@@ -686,3 +704,15 @@ class _RunIO(AgentIO):
     def steered(self) -> list[str]:
         prompts, self._run.steered = self._run.steered, []
         return prompts
+
+    async def bind(self, native_id: str) -> None:
+        await self._runner.record(
+            self._run,
+            AgentSessionBound(
+                session_id=self._run.session_id,
+                task_id=self._run.task_id,
+                agent=self._agent,
+                native_id=native_id,
+            ),
+            key=f"bind-{native_id}",
+        )

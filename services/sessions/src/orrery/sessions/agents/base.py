@@ -22,7 +22,11 @@ class AgentIO(Protocol):
     ) -> None: ...
 
     async def message(
-        self, message_id: str, role: Literal["assistant", "user"], blocks: list[Block], model: str
+        self,
+        message_id: str,
+        role: Literal["assistant", "user", "system"],
+        blocks: list[Block],
+        model: str,
     ) -> None: ...
 
     async def permission(self, tool: str, arguments: Mapping[str, Any]) -> bool:
@@ -31,6 +35,11 @@ class AgentIO(Protocol):
 
     def steered(self) -> list[str]:
         """Prompts steered into the running task since the last call."""
+        ...
+
+    async def bind(self, native_id: str) -> None:
+        """The agent CLI named its own session (thread) id: recorded, so a later task, a
+        restart or a fork can resume it natively."""
         ...
 
 
@@ -44,6 +53,10 @@ class Turn:
     settings: AgentSettings
     env: Mapping[str, str] = field(default_factory=dict)
     run_id: str = ""  # this run of the task (a resumed task runs again under a new id)
+    native_id: str = ""  # the agent's own session id, once bound (AgentSessionBound)
+    # A fork's first task: the parent's native id, when the fork can be made natively (the fork
+    # point is the parent's latest message); otherwise ``history`` carries the transcript.
+    fork_of: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
+import httpx_sse
+import msgspec
 import openai
 from orrery.events.sessions import (
     Block,
     MessageRecorded,
     SystemBlock,
     TextBlock,
-    ThinkingBlock,
     ToolResultBlock,
     ToolUseBlock,
     Usage,
 )
+from orrery.sessions.agents import anthropic_stream
+from orrery.sessions.agents.anthropic_stream import MessageBuilder
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
 from orrery.sessions.agents.tools import MUTATING, SCHEMAS, Tools
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 8192
@@ -39,7 +45,9 @@ INTERRUPTED = "the run was interrupted before this tool returned"
 
 class BuiltinAgent:
     """One SDK client per endpoint and key, kept across tasks: building one costs a TLS context
-    (tens of milliseconds of the event loop), which 50 starting tasks would pay 50 times."""
+    (tens of milliseconds of the event loop), which 50 starting tasks would pay 50 times. The
+    clients use the SDKs' aiohttp transport: reading a streamed response through it costs about
+    half of what the default httpx transport does per event (bench/README.md, sessions)."""
 
     name = "builtin"
 
@@ -61,7 +69,10 @@ class BuiltinAgent:
         key = (env.get("ANTHROPIC_BASE_URL") or "", env.get("ANTHROPIC_API_KEY") or "none")
         if key not in self._anthropic:
             self._anthropic[key] = anthropic.AsyncAnthropic(
-                api_key=key[1], base_url=key[0] or None, max_retries=2
+                api_key=key[1],
+                base_url=key[0] or None,
+                max_retries=2,
+                http_client=anthropic.DefaultAioHttpClient(),
             )
         return self._anthropic[key]
 
@@ -69,7 +80,10 @@ class BuiltinAgent:
         key = (env.get("OPENAI_BASE_URL") or "", env.get("OPENAI_API_KEY") or "none")
         if key not in self._openai:
             self._openai[key] = openai.AsyncOpenAI(
-                api_key=key[1], base_url=key[0] or None, max_retries=2
+                api_key=key[1],
+                base_url=key[0] or None,
+                max_retries=2,
+                http_client=openai.DefaultAioHttpClient(),
             )
         return self._openai[key]
 
@@ -224,53 +238,55 @@ class _AnthropicLoop(_Loop):
                     )
         except anthropic.APIStatusError as exc:
             raise ProviderError(f"model.http_{exc.status_code}", _api_message(exc)) from exc
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError("model.unreachable", f"cannot reach the model API: {exc}") from exc
+        except anthropic_stream.StreamError as exc:
+            raise ProviderError(f"model.{exc.type}", exc.message) from exc
+        except (anthropic.APIConnectionError, httpx_sse.SSEError, msgspec.DecodeError) as exc:
+            raise ProviderError("model.unreachable", f"cannot read the model API: {exc}") from exc
         return self.result()
 
     async def _one_call(
         self, client: anthropic.AsyncAnthropic, messages: list[dict[str, Any]]
     ) -> list[ToolUseBlock]:
         message_id = self.message_id()
-        async with client.messages.stream(
+        built = MessageBuilder()
+        async with client.messages.with_streaming_response.create(
             model=self.model,
             max_tokens=MAX_TOKENS,
             system=SYSTEM,
             messages=messages,  # type: ignore[arg-type]
             tools=SCHEMAS,  # type: ignore[arg-type]
-        ) as stream:
-            async for event in stream:
-                if event.type != "content_block_delta":
+            stream=True,
+        ) as response:
+            # httpx-sse reads any httpx-shaped response; the SDK's (httpx2) is one.
+            source = httpx_sse.EventSource(cast("httpx.Response", response.http_response))
+            async for sse in source.aiter_sse():
+                if not sse.data or sse.event == "ping":
                     continue
-                delta = event.delta
+                delta = built.add(anthropic_stream.decode(sse.data))
+                if delta is None:
+                    continue
                 if delta.type == "text_delta":
                     await self.io.delta(message_id, "text", delta.text)
                 elif delta.type == "thinking_delta":
                     await self.io.delta(message_id, "thinking", delta.thinking)
                 elif delta.type == "input_json_delta":
                     await self.io.delta(message_id, "tool_input", delta.partial_json)
-            final = await stream.get_final_message()
-        usage = final.usage
+        if not built.complete:
+            raise ProviderError("model.incomplete", "the model's stream ended before message_stop")
+        usage = built.usage
         self.add_usage(
-            usage.model_dump(),
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cache_read_input_tokens or 0,
-            usage.cache_creation_input_tokens or 0,
+            usage,
+            usage.get("input_tokens") or 0,
+            usage.get("output_tokens") or 0,
+            usage.get("cache_read_input_tokens") or 0,
+            usage.get("cache_creation_input_tokens") or 0,
         )
-        blocks: list[Block] = []
-        uses: list[ToolUseBlock] = []
-        for part in final.content:
-            if part.type == "text":
-                blocks.append(TextBlock(text=part.text))
-                self.final_text = part.text
-            elif part.type == "thinking":
-                blocks.append(ThinkingBlock(text=part.thinking))
-            elif part.type == "tool_use":
-                use = ToolUseBlock(id=part.id, name=part.name, input=dict(part.input))
-                blocks.append(use)
-                uses.append(use)
-        await self.io.message(message_id, "assistant", blocks, final.model or self.model)
+        blocks = built.blocks()
+        uses = [b for b in blocks if isinstance(b, ToolUseBlock)]
+        texts = [b.text for b in blocks if isinstance(b, TextBlock)]
+        if texts:
+            self.final_text = texts[-1]
+        await self.io.message(message_id, "assistant", blocks, built.model or self.model)
         messages.append(
             {"role": "assistant", "content": [c for b in blocks if (c := _anthropic_block(b))]}
         )

@@ -19,6 +19,7 @@ import msgspec
 from orrery.events import Command, Event
 from orrery.events.errors import Rejection
 from orrery.events.sessions import (
+    AgentSessionBound,
     AgentSettings,
     ChildReported,
     ChildSessionRequested,
@@ -80,6 +81,7 @@ class Session:
     interrupted: tuple[tuple[str, str], ...] = ()  # (task_id, prompt) resumable
     prompts: dict[str, str] = field(default_factory=dict)
     children: tuple[str, ...] = ()
+    native_id: str = ""  # the agent CLI's own id for the conversation (AgentSessionBound)
 
     @property
     def status(self) -> Status:
@@ -128,6 +130,8 @@ def evolve(state: Session, event: Event) -> Session:  # noqa: PLR0911, PLR0912 -
             )
         case MessageRecorded(index=index):
             return replace(state, messages=max(state.messages, index + 1))
+        case AgentSessionBound(native_id=native):
+            return replace(state, native_id=native)
         case PermissionRequested(request_id=r):
             return replace(state, pending=(*state.pending, r))
         case PermissionDecided(request_id=r):
@@ -362,7 +366,9 @@ class Record(Command, tag="sessions.internal.Record", frozen=True):
 
     CONTEXT: ClassVar[str] = "sessions"
     session_id: str
-    events: list[MessageRecorded | PermissionRequested | TaskGitState | ChildReported]
+    events: list[
+        MessageRecorded | PermissionRequested | TaskGitState | ChildReported | AgentSessionBound
+    ]
 
 
 class Finish(Command, tag="sessions.internal.Finish", frozen=True):

@@ -1,0 +1,44 @@
+"""What the agent-CLI providers share: finding a CLI, and the first prompt of a fork that cannot
+be made natively (the parent's transcript, then the prompt)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+from orrery.events.sessions import MessageRecorded, TextBlock, ToolResultBlock, ToolUseBlock
+from orrery.sessions.agents.base import Turn
+
+
+def find_cli(env: Mapping[str, str], name: str, default_dir: Path | None) -> Path | None:
+    """An agent CLI: ``ORRERY_AGENT_BIN`` (a directory), else the checkout's pinned install
+    (``tools/agent-clis``), else ``PATH``."""
+    for directory in (env.get("ORRERY_AGENT_BIN"), default_dir):
+        if directory and (Path(directory) / name).exists():
+            return Path(directory) / name
+    found = shutil.which(name, path=env.get("PATH"))
+    return Path(found) if found else None
+
+
+def first_prompt(turn: Turn) -> str:
+    """The task's prompt; a conversation the CLI does not hold natively (a fork it could not
+    fork, or a session new to this agent) gets its transcript first."""
+    if turn.native_id or turn.fork_of or len(turn.history) <= 1:
+        return turn.prompt
+    return transcript(turn.history[:-1]) + "\n\n" + turn.prompt
+
+
+def transcript(history: Sequence[MessageRecorded]) -> str:
+    lines = ["Here is the conversation so far (you are continuing it):"]
+    for message in history:
+        for block in message.blocks:
+            match block:
+                case TextBlock(text=text):
+                    lines.append(f"[{message.role}] {text}")
+                case ToolUseBlock(name=name, input=arguments):
+                    lines.append(f"[{message.role} used {name}] {msgspec.json.encode(arguments)!r}")
+                case ToolResultBlock(content=content):
+                    lines.append(f"[tool result] {content[:2000]}")
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""The providers issue's acceptance: one scenario, through `orrery up` and the REST API, for every
+agent provider built so far, each the real thing (the agent CLIs from npm, pinned in
+tools/agent-clis) against the project's scripted model server over HTTP.
+
+prompt -> the agent asks to run its shell tool -> approved through the API -> the tool writes
+hello.txt in the worktree -> final text -> usage recorded; then a slow answer stopped mid-run, and
+the session taking the next prompt. The session view (messages and their blocks) has the same
+shape whatever the provider.
+
+A CLI that is not installed fails its test with the reason (run `make agents`), never a skip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import yaml
+from orrery.modelserver import ScriptedModelServer
+
+if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
+    from tests.gitrepos import GIT_ENV, free_port_block
+    from tests.gitrepos import make_repo as make_test_repo
+    from tests.system.stackctl import start, stop, wait_healthy
+else:
+    from gitrepos import GIT_ENV, free_port_block
+    from gitrepos import make_repo as make_test_repo
+    from stackctl import start, stop, wait_healthy
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_BIN = ROOT / "tools" / "agent-clis" / "node_modules" / ".bin"
+EXAMPLE = ROOT / "libs" / "modelserver" / "examples" / "hello_world.yaml"
+AGENTS = {"builtin": None, "claude-code": "claude"}  # agent -> the CLI it needs
+# Claude Code's default model defers its tools behind a search tool; the example script offers
+# Bash to a model that gets it directly.
+MODELS = {"claude-code": "claude-sonnet-4-5"}
+
+
+def script() -> dict[str, Any]:
+    """The example script every CLI's hello.txt rule is in, plus a slow answer to stop."""
+    rules: list[dict[str, Any]] = yaml.safe_load(EXAMPLE.read_text())["rules"]
+    slow = {
+        "match": {"last_user_regex": "tell a long story\\W*$"},  # not once answered
+        "reply": [{"text": "once upon a time " * 100, "chunk_chars": 5, "delay_ms": 50}],
+    }
+    return {"rules": [slow, *rules]}
+
+
+def until(check: Any, timeout: float = 60.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not true after {timeout}s: {what}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path]]:
+    root = tmp_path_factory.mktemp("providers")
+    repo = make_test_repo(root / "src" / "app", "", {"README.md": "app\n"}, {})
+    with ScriptedModelServer(script()) as model:
+        proc, env = start(
+            root / "home",
+            extra={
+                **GIT_ENV,
+                "ANTHROPIC_BASE_URL": model.url,
+                "ANTHROPIC_API_KEY": "test-key",
+                "ORRERY_AGENT_BIN": str(AGENT_BIN),
+                "ORRERY_PORT_BASE": str(free_port_block(20)),
+            },
+        )
+        port = int(env["ORRERY_PORT"])
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        try:
+            wait_healthy(proc, port, timeout=60)
+            reply = api.post("/api/repos", json={"source": str(repo), "adopt": True})
+            assert reply.status_code == 201, reply.text
+            yield api, root / "home"
+        finally:
+            api.close()
+            stop(proc)
+
+
+def last_task(api: httpx.Client, session: str) -> dict[str, Any]:
+    tasks: list[dict[str, Any]] = api.get(f"/api/sessions/{session}/tasks").json()
+    return tasks[-1] if tasks else {}
+
+
+def ended(api: httpx.Client, session: str) -> dict[str, Any] | None:
+    task = last_task(api, session)
+    return task if task.get("status") not in (None, "queued", "running") else None
+
+
+def shape(messages: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    return [(m["role"], [b["type"] for b in m["blocks"]]) for m in messages]
+
+
+SHAPES: dict[str, list[tuple[str, list[str]]]] = {}
+
+
+@pytest.mark.parametrize("agent", list(AGENTS))
+def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent: str) -> None:
+    api, _ = stack
+    cli = AGENTS[agent]
+    assert cli is None or (AGENT_BIN / cli).exists(), (
+        f"{cli} is not installed in {AGENT_BIN}: run `make agents`"
+    )
+    worktree = api.post("/api/worktrees", json={"repo": "app", "name": f"wt-{agent}"})
+    assert worktree.status_code == 201, worktree.text
+    path = Path(worktree.json()["path"])
+    session = api.post(
+        "/api/sessions",
+        json={
+            "worktree": f"wt-{agent}",
+            "agent": agent,
+            "model": MODELS.get(agent, ""),
+            "permission_mode": "ask",
+        },
+    ).json()
+    sid = session["id"]
+
+    # prompt -> a permission request for the shell tool, approved through the API
+    reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "create hello.txt"})
+    assert reply.status_code == 201, reply.text
+
+    def pending() -> list[dict[str, Any]]:
+        if (done := ended(api, sid)) is not None:
+            raise AssertionError(f"the task ended before asking: {done}")
+        perms: list[dict[str, Any]] = api.get(f"/api/sessions/{sid}/permissions").json()
+        return [p for p in perms if p["status"] == "pending"]
+
+    asked = until(pending, what="a permission request")[0]
+    assert asked["tool"].lower() == "bash"
+    assert "hello.txt" in str(asked["input"])
+    decided = api.post(
+        f"/api/sessions/{sid}/permissions/{asked['request_id']}", json={"allow": True}
+    )
+    assert decided.status_code == 200, decided.text
+
+    # -> the tool wrote hello.txt in the worktree -> final text -> usage recorded
+    task = until(lambda: ended(api, sid), what="the task to end")
+    assert task["status"] == "completed", task
+    assert (path / "hello.txt").read_text() == "hello world\n"
+    assert task["result"] == "Done: hello.txt created."
+    assert task["input_tokens"] > 0 and task["output_tokens"] > 0
+    messages = api.get(f"/api/sessions/{sid}/messages").json()
+    SHAPES[agent] = shape(messages)
+    assert SHAPES[agent] == [
+        ("user", ["text"]),
+        ("assistant", ["tool_use"]),
+        ("user", ["tool_result"]),
+        ("assistant", ["text"]),
+    ]
+    assert messages[-1]["blocks"][0]["text"] == "Done: hello.txt created."
+    if cli is not None:  # the CLI named its own session: the next task resumes it natively
+        assert api.get(f"/api/sessions/{sid}").json()["native_id"]
+
+    # stop mid-run -> stopped within the bound
+    reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "tell a long story"})
+    assert reply.status_code == 201, reply.text
+    until(
+        lambda: (
+            any(
+                m["role"] == "user" and "long story" in str(m["blocks"])
+                for m in api.get(f"/api/sessions/{sid}/messages").json()
+            )
+            and last_task(api, sid).get("status") == "running"
+        ),
+        what="the slow task to run",
+    )
+    time.sleep(1.0)  # into the slow stream
+    stopped_at = time.monotonic()
+    assert api.post(f"/api/sessions/{sid}/stop", json={}).status_code == 200
+    task = until(lambda: ended(api, sid), timeout=15, what="the stop")
+    assert task["status"] == "stopped", task
+    assert time.monotonic() - stopped_at < 10.5
+
+    # -> the session takes the next prompt (the same CLI process, or a new one resuming it)
+    reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "say hello"})
+    assert reply.status_code == 201, reply.text
+    task = until(lambda: ended(api, sid), what="the prompt after the stop")
+    assert task["status"] == "completed", task
+    assert task["result"] == "Hello from the scripted model"
