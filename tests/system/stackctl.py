@@ -10,11 +10,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from orrery.runtime.infra.ports import free_port
 
 ORRERY = str(Path(sys.executable).parent / "orrery")
+
+
+T = TypeVar("T")
 
 
 def healthz(port: int) -> dict[str, object] | None:
@@ -71,3 +76,14 @@ def orrery(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+def until(check: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
+    """Poll ``check`` until it returns something true, and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not true after {timeout}s: {what or check}")

@@ -25,11 +25,11 @@ from orrery.modelserver import ScriptedModelServer
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
     from tests.gitrepos import GIT_ENV, free_port_block
     from tests.gitrepos import make_repo as make_test_repo
-    from tests.system.stackctl import start, stop, wait_healthy
+    from tests.system.stackctl import start, stop, until, wait_healthy
 else:
     from gitrepos import GIT_ENV, free_port_block
     from gitrepos import make_repo as make_test_repo
-    from stackctl import start, stop, wait_healthy
+    from stackctl import start, stop, until, wait_healthy
 
 pytestmark = pytest.mark.system
 
@@ -50,16 +50,6 @@ def script() -> dict[str, Any]:
         "reply": [{"text": "once upon a time " * 100, "chunk_chars": 5, "delay_ms": 50}],
     }
     return {"rules": [slow, *rules]}
-
-
-def until(check: Any, timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not true after {timeout}s: {what}")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +127,7 @@ def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent
         perms: list[dict[str, Any]] = api.get(f"/api/sessions/{sid}/permissions").json()
         return [p for p in perms if p["status"] == "pending"]
 
-    asked = until(pending, what="a permission request")[0]
+    asked = until(pending, timeout=60, what="a permission request")[0]
     assert asked["tool"].lower() == "bash"
     assert "hello.txt" in str(asked["input"])
     decided = api.post(
@@ -146,7 +136,7 @@ def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent
     assert decided.status_code == 200, decided.text
 
     # -> the tool wrote hello.txt in the worktree -> final text -> usage recorded
-    task = until(lambda: ended(api, sid), what="the task to end")
+    task = until(lambda: ended(api, sid), timeout=60, what="the task to end")
     assert task["status"] == "completed", task
     assert (path / "hello.txt").read_text() == "hello world\n"
     assert task["result"] == "Done: hello.txt created."
@@ -174,6 +164,7 @@ def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent
             )
             and last_task(api, sid).get("status") == "running"
         ),
+        timeout=60,
         what="the slow task to run",
     )
     time.sleep(1.0)  # into the slow stream
@@ -186,6 +177,6 @@ def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent
     # -> the session takes the next prompt (the same CLI process, or a new one resuming it)
     reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "say hello"})
     assert reply.status_code == 201, reply.text
-    task = until(lambda: ended(api, sid), what="the prompt after the stop")
+    task = until(lambda: ended(api, sid), timeout=60, what="the prompt after the stop")
     assert task["status"] == "completed", task
     assert task["result"] == "Hello from the scripted model"

@@ -17,11 +17,11 @@ from orrery.modelserver import ScriptedModelServer
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
     from tests.gitrepos import GIT_ENV, free_port_block
     from tests.gitrepos import make_repo as make_test_repo
-    from tests.system.stackctl import start, stop, wait_healthy
+    from tests.system.stackctl import start, stop, until, wait_healthy
 else:
     from gitrepos import GIT_ENV, free_port_block
     from gitrepos import make_repo as make_test_repo
-    from stackctl import start, stop, wait_healthy
+    from stackctl import start, stop, until, wait_healthy
 
 pytestmark = pytest.mark.system
 
@@ -47,16 +47,6 @@ SCRIPT = {
         {"match": {"any": True}, "reply": [{"text": "Hello from the scripted model"}]},
     ]
 }
-
-
-def until(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true after {timeout}s")
 
 
 async def watch(url: str, until_type: str, limit: float = 30.0) -> list[dict[str, Any]]:
@@ -254,12 +244,13 @@ def test_the_builtin_agent_end_to_end(tmp_path: Path) -> None:  # noqa: PLR0915 
 
             asyncio.run(many())
             for i in ids:
-                until(
-                    lambda i=i: (
+
+                def completed(i: str = i) -> bool:
+                    return bool(
                         api.get(f"/api/sessions/{i}/tasks").json()[-1]["status"] == "completed"
-                    ),
-                    60,
-                )
+                    )
+
+                until(completed, 60)
                 last = api.get(f"/api/sessions/{i}/messages").json()[-1]
                 assert last["blocks"] == [{"type": "text", "text": "Hello from the scripted model"}]
         finally:

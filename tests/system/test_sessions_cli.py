@@ -8,7 +8,6 @@ import queue
 import re
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +18,11 @@ from orrery.modelserver import ScriptedModelServer
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
     from tests.gitrepos import GIT_ENV, free_port_block
     from tests.gitrepos import make_repo as make_test_repo
-    from tests.system.stackctl import ORRERY, orrery, start, stop, wait_healthy
+    from tests.system.stackctl import ORRERY, orrery, start, stop, until, wait_healthy
 else:
     from gitrepos import GIT_ENV, free_port_block
     from gitrepos import make_repo as make_test_repo
-    from stackctl import ORRERY, orrery, start, stop, wait_healthy
+    from stackctl import ORRERY, orrery, start, stop, until, wait_healthy
 
 pytestmark = pytest.mark.system
 
@@ -45,16 +44,6 @@ SCRIPT = {
         {"match": {"any": True}, "reply": [{"text": "Hello from the scripted model"}]},
     ]
 }
-
-
-def until(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not true after {timeout}s")
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -119,7 +108,7 @@ def test_sessions_from_the_cli(tmp_path: Path) -> None:  # noqa: PLR0915 - one s
                 ("fork", fork),
                 ("spawn", kid),
             }
-            until(lambda: tasks(kid) and tasks(kid)[-1]["status"] == "completed")
+            until(lambda: tasks(kid) and tasks(kid)[-1]["status"] == "completed", timeout=20)
             out = ok(orrery(env, "session", "list", "-w", "one"))
             rows = [
                 [cell.strip() for cell in line.split("│")[1:-1]]

@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +17,11 @@ import pytest
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
     from tests.gitrepos import GIT_ENV, free_port_block, git
     from tests.gitrepos import make_repo as make_test_repo
-    from tests.system.stackctl import orrery, start, stop, wait_healthy
+    from tests.system.stackctl import orrery, start, stop, until, wait_healthy
 else:
     from gitrepos import GIT_ENV, free_port_block, git
     from gitrepos import make_repo as make_test_repo
-    from stackctl import orrery, start, stop, wait_healthy
+    from stackctl import orrery, start, stop, until, wait_healthy
 
 pytestmark = pytest.mark.system
 
@@ -47,16 +46,6 @@ def make_repo(root: Path) -> Path:
 
 def free_base() -> int:
     return free_port_block(60, start=32_000)
-
-
-def until(check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not true after {timeout}s: {check}")
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
