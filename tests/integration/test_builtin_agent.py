@@ -8,14 +8,13 @@ what the provider produced.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from orrery.events.sessions import (
     AgentSettings,
-    Block,
     MessageRecorded,
     TextBlock,
     ThinkingBlock,
@@ -25,6 +24,11 @@ from orrery.events.sessions import (
 from orrery.modelserver import ScriptedModelServer
 from orrery.sessions.agents.base import ProviderError, Turn
 from orrery.sessions.agents.builtin import BuiltinAgent
+
+if TYPE_CHECKING:  # mypy sees the repo root; pytest puts this directory on sys.path
+    from tests.integration.agentio import Recorder
+else:
+    from agentio import Recorder
 
 SCRIPT: dict[str, Any] = {
     "rules": [
@@ -55,36 +59,6 @@ SCRIPT: dict[str, Any] = {
         },
     ]
 }
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.deltas: list[tuple[str, str, str]] = []
-        self.messages: list[tuple[str, str, list[Block]]] = []
-        self.native_ids: list[str] = []
-
-    async def delta(
-        self, message_id: str, kind: Literal["text", "thinking", "tool_input"], text: str
-    ) -> None:
-        self.deltas.append((message_id, kind, text))
-
-    async def message(
-        self,
-        message_id: str,
-        role: Literal["assistant", "user", "system"],
-        blocks: list[Block],
-        model: str,
-    ) -> None:
-        self.messages.append((message_id, role, blocks))
-
-    async def permission(self, tool: str, arguments: Mapping[str, Any]) -> bool:
-        return True
-
-    def steered(self) -> list[str]:
-        return []
-
-    async def bind(self, native_id: str) -> None:
-        self.native_ids.append(native_id)
 
 
 @pytest.fixture

@@ -36,10 +36,20 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_BIN = ROOT / "tools" / "agent-clis" / "node_modules" / ".bin"
 EXAMPLE = ROOT / "libs" / "modelserver" / "examples" / "hello_world.yaml"
-AGENTS = {"builtin": None, "claude-code": "claude"}  # agent -> the CLI it needs
+# agent -> the CLI it needs, and what it calls its shell tool
+AGENTS = {
+    "builtin": (None, "bash"),
+    "claude-code": ("claude", "bash"),
+    "gemini": ("gemini", "run_shell_command"),
+    "opencode": ("opencode", "bash"),
+}
 # Claude Code's default model defers its tools behind a search tool; the example script offers
-# Bash to a model that gets it directly.
-MODELS = {"claude-code": "claude-sonnet-4-5"}
+# Bash to a model that gets it directly. Gemini CLI's default ("auto") routes with extra calls.
+MODELS = {
+    "claude-code": "claude-sonnet-4-5",
+    "gemini": "gemini-2.5-flash",
+    "opencode": "anthropic/claude-sonnet-4-5",
+}
 
 
 def script() -> dict[str, Any]:
@@ -49,7 +59,11 @@ def script() -> dict[str, Any]:
         "match": {"last_user_regex": "tell a long story\\W*$"},  # not once answered
         "reply": [{"text": "once upon a time " * 100, "chunk_chars": 5, "delay_ms": 50}],
     }
-    return {"rules": [slow, *rules]}
+    hello = {  # also when a transcript that mentions hello.txt comes first
+        "match": {"last_user_regex": "say hello\\W*$"},
+        "reply": [{"text": "Hello from the scripted model"}],
+    }
+    return {"rules": [slow, hello, *rules]}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +77,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Clie
                 **GIT_ENV,
                 "ANTHROPIC_BASE_URL": model.url,
                 "ANTHROPIC_API_KEY": "test-key",
+                "GOOGLE_GEMINI_BASE_URL": model.url,
+                "GEMINI_API_KEY": "test-key",
                 "ORRERY_AGENT_BIN": str(AGENT_BIN),
                 "ORRERY_PORT_BASE": str(free_port_block(20)),
             },
@@ -99,7 +115,7 @@ SHAPES: dict[str, list[tuple[str, list[str]]]] = {}
 @pytest.mark.parametrize("agent", list(AGENTS))
 def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent: str) -> None:
     api, _ = stack
-    cli = AGENTS[agent]
+    cli, shell_tool = AGENTS[agent]
     assert cli is None or (AGENT_BIN / cli).exists(), (
         f"{cli} is not installed in {AGENT_BIN}: run `make agents`"
     )
@@ -128,7 +144,7 @@ def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent
         return [p for p in perms if p["status"] == "pending"]
 
     asked = until(pending, timeout=60, what="a permission request")[0]
-    assert asked["tool"].lower() == "bash"
+    assert asked["tool"].lower() == shell_tool
     assert "hello.txt" in str(asked["input"])
     decided = api.post(
         f"/api/sessions/{sid}/permissions/{asked['request_id']}", json={"allow": True}

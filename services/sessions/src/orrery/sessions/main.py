@@ -17,6 +17,7 @@ from orrery.runtime.errors import ConfigurationError
 from orrery.runtime.service import ServiceSpec, Wiring
 from orrery.runtime.settings import Settings
 from orrery.sessions import pricing
+from orrery.sessions.agents.acp import AcpAgent, Gemini, OpenCode
 from orrery.sessions.agents.base import Provider
 from orrery.sessions.agents.builtin import BuiltinAgent
 from orrery.sessions.agents.claude_code import ClaudeCode
@@ -71,11 +72,18 @@ def pinned_agent_bin() -> Path | None:
     return None
 
 
-def providers() -> dict[str, Provider]:
+def providers(home: Path) -> dict[str, Provider]:
+    """Every agent provider; the CLIs keep their state under ``home`` (``ORRERY_HOME/agents``)."""
     pinned = pinned_agent_bin()
+
+    def cli(name: str) -> Path | None:
+        return find_cli(os.environ, name, pinned)
+
     return {
         "builtin": BuiltinAgent(),
-        "claude-code": ClaudeCode(find_cli(os.environ, "claude", pinned)),
+        "claude-code": ClaudeCode(cli("claude")),
+        "gemini": AcpAgent("gemini", Gemini(), cli("gemini"), home),
+        "opencode": AcpAgent("opencode", OpenCode(), cli("opencode"), home),
     }
 
 
@@ -94,7 +102,7 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
             pool=wiring.pool,
             bus=wiring.bus,
             registry=default_registry(),
-            providers=providers(),
+            providers=providers(settings.home / "agents"),
             paths=WorktreePaths(wiring.pool),
             env=env,
             prices=prices,
