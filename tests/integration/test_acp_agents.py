@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 import yaml
 from orrery.events.sessions import (
@@ -229,3 +230,29 @@ async def test_a_missing_cli_is_a_clear_error(tmp_path: Path) -> None:
         )
     assert raised.value.code == "agent.not_installed"
     assert "make agents" in raised.value.message
+
+
+def cli_processes(name: str) -> list[psutil.Process]:
+    return [p for p in psutil.Process().children() if any(name in part for part in p.cmdline()[:3])]
+
+
+async def test_an_idle_process_is_reaped_and_the_next_task_starts_one(
+    model: ScriptedModelServer, tmp_path: Path, cli: tuple[str, Cli]
+) -> None:
+    name, spec = cli
+    agent = provider(name, spec, tmp_path / "state")
+    session = Session(model.url, tmp_path, spec, mode="allow-all")
+    io = Recorder()
+    try:
+        await agent.run(session.turn("say hello"), io)
+        session.native_id = io.native_ids[0]
+        [process] = cli_processes(name)
+        await agent.reap(3600)  # used just now: kept
+        assert process.is_running()
+        await agent.reap(0)
+        assert not process.is_running() and cli_processes(name) == []
+        result = await agent.run(session.turn("say hello"), Recorder())
+        assert result.final_text == "Hello from the scripted model"
+        assert len(cli_processes(name)) == 1
+    finally:
+        await agent.close()

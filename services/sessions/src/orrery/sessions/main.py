@@ -87,13 +87,21 @@ def providers(home: Path) -> dict[str, Provider]:
     }
 
 
+def _seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be more than 0 seconds")
+    return value
+
+
 def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
     prices = pricing.load()
     env = {k: v for k in AGENT_ENV if (v := os.environ.get(k))}
-    try:
-        window = timedelta(seconds=float(os.environ.get("ORRERY_PERMISSION_TIMEOUT", "60")))
-    except ValueError:
-        raise ConfigurationError("ORRERY_PERMISSION_TIMEOUT must be a number of seconds") from None
+    window = timedelta(seconds=_seconds("ORRERY_PERMISSION_TIMEOUT", 60))
+    idle = _seconds("ORRERY_AGENT_IDLE_TIMEOUT", 900)
 
     async def run(wiring: Wiring, stop: asyncio.Event) -> None:
         runner = SessionRunner(
@@ -107,6 +115,7 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
             env=env,
             prices=prices,
             permission_window=window,
+            idle_timeout=idle,
         )
         await runner.run(stop)
 

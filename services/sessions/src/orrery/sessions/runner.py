@@ -78,6 +78,8 @@ LOCK_KEY = "orrery.sessions.runner"
 _RETRYABLE: tuple[type[BaseException], ...] = (RuntimeFailure, *NATS_UNAVAILABLE)
 GIT_TIMEOUT_S = 10.0
 WORKTREE_WAIT_S = 10.0
+IDLE_TIMEOUT_S = 900.0  # ORRERY_AGENT_IDLE_TIMEOUT
+REAP_EVERY_S = 30.0
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -131,6 +133,7 @@ class SessionRunner:
     env: Mapping[str, str]  # model endpoints and keys for the agents' processes
     prices: Mapping[str, pricing.Price]
     permission_window: timedelta = PERMISSION_WINDOW
+    idle_timeout: float = IDLE_TIMEOUT_S  # an agent CLI process unused this long is ended
     state: str = "starting"
     _runs: dict[str, _Run] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -164,7 +167,11 @@ class SessionRunner:
         self.state = "recovering"
         await self._recover()
         self.state = "running"
+        reaped = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - reaped > REAP_EVERY_S:
+                reaped = time.monotonic()
+                await self._reap()
             try:
                 msgs = await sub.fetch(64, timeout=1.0)
             except TimeoutError:
@@ -175,6 +182,13 @@ class SessionRunner:
                 continue
             for msg in msgs:
                 await self._handle(msg)
+
+    async def _reap(self) -> None:
+        for name, provider in self.providers.items():
+            try:
+                await provider.reap(self.idle_timeout)
+            except Exception:
+                log.exception("ending the idle processes of %s failed", name)
 
     async def _shutdown(self) -> None:
         """Stopping the service: runs in flight end as interrupted (resumable); deadlines still

@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -244,6 +245,7 @@ class _Live:
     holds_history: bool = False  # loaded or forked: the CLI has the conversation so far
     turn: _TurnState | None = None  # the task it serves now
     settling: asyncio.Task[None] | None = None  # a cancelled turn still ending
+    used: float = field(default_factory=time.monotonic)  # when a task last ended
 
 
 class AcpAgent:
@@ -260,6 +262,12 @@ class AcpAgent:
         lives, self._live = list(self._live.values()), {}
         for live in lives:
             await _shutdown(live)
+
+    async def reap(self, idle_s: float) -> None:
+        now = time.monotonic()
+        for session_id, live in list(self._live.items()):
+            if live.turn is None and live.settling is None and now - live.used > idle_s:
+                await self._drop(session_id)
 
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult:
         if self.cli is None:
@@ -304,7 +312,7 @@ class AcpAgent:
                 raise ProviderError("agent.error", _describe(exc, live)) from exc
             raise ProviderError("agent.crashed", _describe(exc, live)) from exc
         finally:
-            live.turn = None
+            live.turn, live.used = None, time.monotonic()
         if response.stop_reason == "refusal":
             raise ProviderError("model.refusal", "the model refused to continue")
         usage, raw = self.flavour.usage(response)

@@ -84,3 +84,8 @@ class Provider(Protocol):
     async def close(self) -> None:
         """Release what the provider keeps across tasks (clients, processes)."""
         ...
+
+    async def reap(self, idle_s: float) -> None:
+        """End the CLI processes no task has used for ``idle_s`` seconds (a session's next task
+        starts a new one, which resumes the CLI's session)."""
+        ...

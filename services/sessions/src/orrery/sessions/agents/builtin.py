@@ -55,6 +55,9 @@ class BuiltinAgent:
         self._anthropic: dict[tuple[str, str], anthropic.AsyncAnthropic] = {}
         self._openai: dict[tuple[str, str], openai.AsyncOpenAI] = {}
 
+    async def reap(self, idle_s: float) -> None:
+        return None  # no processes: SDK clients are cheap to keep
+
     async def close(self) -> None:
         clients: list[anthropic.AsyncAnthropic | openai.AsyncOpenAI] = [
             *self._anthropic.values(),

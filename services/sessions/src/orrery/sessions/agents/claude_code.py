@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class _Live:
     mode: str = "ask"
     stderr: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_LINES))
     settling: asyncio.Task[None] | None = None  # an interrupted turn still draining
+    used: float = field(default_factory=time.monotonic)  # when a task last ended
 
 
 class ClaudeCode:
@@ -111,7 +113,13 @@ class ClaudeCode:
             await self._drop(turn.session_id)  # mid-turn: its leftovers must not reach the next
             raise
         finally:
-            live.io = None
+            live.io, live.used = None, time.monotonic()
+
+    async def reap(self, idle_s: float) -> None:
+        now = time.monotonic()
+        for session_id, live in list(self._live.items()):
+            if live.io is None and live.settling is None and now - live.used > idle_s:
+                await self._drop(session_id)
 
     # -- the process ---------------------------------------------------------------------------
 
