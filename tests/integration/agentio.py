@@ -11,8 +11,9 @@ from orrery.events.sessions import Block, MessageRecorded, TextBlock
 
 
 class Recorder:
-    def __init__(self, allow: bool = True) -> None:
+    def __init__(self, allow: bool = True, steer: str = "") -> None:
         self.allow = allow
+        self.steer = steer  # a prompt steered in once the first message is recorded
         self.deltas: list[tuple[str, str, str]] = []
         self.messages: list[tuple[str, str, list[Block]]] = []
         self.permissions: list[tuple[str, dict[str, Any]]] = []
@@ -37,6 +38,9 @@ class Recorder:
         return self.allow
 
     def steered(self) -> list[str]:
+        if self.steer and self.messages:
+            prompt, self.steer = self.steer, ""
+            return [prompt]
         return []
 
     async def bind(self, native_id: str) -> None:

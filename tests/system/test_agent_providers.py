@@ -42,6 +42,7 @@ AGENTS = {
     "claude-code": ("claude", "bash"),
     "gemini": ("gemini", "run_shell_command"),
     "opencode": ("opencode", "bash"),
+    "codex": ("codex", "exec_command"),
 }
 # Claude Code's default model defers its tools behind a search tool; the example script offers
 # Bash to a model that gets it directly. Gemini CLI's default ("auto") routes with extra calls.
@@ -49,6 +50,7 @@ MODELS = {
     "claude-code": "claude-sonnet-4-5",
     "gemini": "gemini-2.5-flash",
     "opencode": "anthropic/claude-sonnet-4-5",
+    "codex": "gpt-fake",
 }
 
 
@@ -79,6 +81,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Clie
                 "ANTHROPIC_API_KEY": "test-key",
                 "GOOGLE_GEMINI_BASE_URL": model.url,
                 "GEMINI_API_KEY": "test-key",
+                "OPENAI_BASE_URL": f"{model.url}/v1",
+                "OPENAI_API_KEY": "test-key",
                 "ORRERY_AGENT_BIN": str(AGENT_BIN),
                 "ORRERY_PORT_BASE": str(free_port_block(20)),
             },

@@ -127,9 +127,13 @@ def test_steer_goes_into_the_running_task_where_the_agent_takes_it() -> None:
     assert [type(e) for e in log.prompt("t2", mode="steer")] == [s.PromptSteered]
     codex = Log().create(agent="codex")
     codex.prompt("t1")
-    with pytest.raises(Rejection) as refused:
-        codex.prompt("t2", mode="steer")
-    assert refused.value.code == "session.steer_unsupported"
+    assert [type(e) for e in codex.prompt("t2", mode="steer")] == [s.PromptSteered]
+    for agent in ("claude-code", "gemini", "opencode"):  # no way in mid-task: queue instead
+        other = Log().create(agent=agent)
+        other.prompt("t1")
+        with pytest.raises(Rejection) as refused:
+            other.prompt("t2", mode="steer")
+        assert refused.value.code == "session.steer_unsupported"
 
 
 def test_stop_has_a_deadline_and_permissions_are_decided_once() -> None:

@@ -22,6 +22,7 @@ from orrery.sessions.agents.base import Provider
 from orrery.sessions.agents.builtin import BuiltinAgent
 from orrery.sessions.agents.claude_code import ClaudeCode
 from orrery.sessions.agents.clis import find_cli
+from orrery.sessions.agents.codex import Codex
 from orrery.sessions.domain import session as d
 from orrery.sessions.projection import SessionsProjection, WorktreePathsProjection
 from orrery.sessions.runner import SessionRunner, WorktreePaths
@@ -84,6 +85,7 @@ def providers(home: Path) -> dict[str, Provider]:
         "claude-code": ClaudeCode(cli("claude")),
         "gemini": AcpAgent("gemini", Gemini(), cli("gemini"), home),
         "opencode": AcpAgent("opencode", OpenCode(), cli("opencode"), home),
+        "codex": Codex(cli("codex"), home / "codex"),
     }
 
 

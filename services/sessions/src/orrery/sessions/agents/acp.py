@@ -31,7 +31,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -68,16 +67,13 @@ from orrery.events.sessions import (
     Usage,
 )
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import first_prompt
+from orrery.sessions.agents.clis import first_prompt, process_env
 
 log = logging.getLogger(__name__)
 
 SETTLE_S = 4.0  # after a cancel, how long the CLI gets to end its turn before it is killed
 STDERR_LINES = 40
 LINE_LIMIT = 32 * 1024 * 1024  # one JSON-RPC message per line; tool output can be large
-# What the CLI process inherits from the service besides the model endpoints and keys (the
-# service's own settings, its database address among them, stay out).
-INHERITED = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ")
 
 
 class Flavour(Protocol):
@@ -340,8 +336,7 @@ class AcpAgent:
         assert self.cli is not None
         state = self.state / self.flavour.cli
         state.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k in INHERITED if (v := os.environ.get(k))}
-        env |= {**turn.env, **self.flavour.env(turn, state)}
+        env = process_env(turn.env, self.flavour.env(turn, state))
         stack = AsyncExitStack()
         holder: list[_Live] = []
         client = cast(Client, _Client(holder))

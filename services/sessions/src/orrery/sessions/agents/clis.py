@@ -3,6 +3,7 @@ be made natively (the parent's transcript, then the prompt)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,17 @@ from pathlib import Path
 import msgspec
 from orrery.events.sessions import MessageRecorded, TextBlock, ToolResultBlock, ToolUseBlock
 from orrery.sessions.agents.base import Turn
+
+# What an agent CLI's process inherits from the service besides the model endpoints and keys
+# (the service's own settings, its database address among them, stay out).
+INHERITED = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ")
+
+
+def process_env(turn_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of an agent CLI's process: the basics, the turn's endpoints and keys,
+    then what the provider sets."""
+    env = {k: v for k in INHERITED if (v := os.environ.get(k))}
+    return {**env, **turn_env, **extra}
 
 
 def find_cli(env: Mapping[str, str], name: str, default_dir: Path | None) -> Path | None:

@@ -57,7 +57,9 @@ MAX_PROMPT = 100_000
 MAX_TITLE = 200
 STOP_BOUND = timedelta(seconds=10)
 PERMISSION_WINDOW = timedelta(seconds=60)
-STEERABLE_AGENTS = frozenset({"builtin", "claude-code"})
+# The providers that deliver a prompt into the running task (the others refuse a steer rather
+# than accept a prompt they would drop).
+STEERABLE_AGENTS = frozenset({"builtin", "codex"})
 
 Status = Literal["idle", "running", "stopping", "awaiting_permission"]
 
