@@ -67,7 +67,7 @@ from orrery.events.sessions import (
     Usage,
 )
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import first_prompt, process_env
+from orrery.sessions.agents.clis import first_prompt, not_installed, process_env
 
 log = logging.getLogger(__name__)
 
@@ -267,11 +267,7 @@ class AcpAgent:
 
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult:
         if self.cli is None:
-            raise ProviderError(
-                "agent.not_installed",
-                f"{self.flavour.label} is not installed: run `make agents` (or set"
-                f" ORRERY_AGENT_BIN to the directory holding `{self.flavour.cli}`)",
-            )
+            raise not_installed(self.flavour.label, self.flavour.cli)
         live = await self._process(turn, io)
         run = turn.run_id or turn.task_id
         state = _TurnState(io=io, flavour=self.flavour, run=run, model=turn.settings.model)

@@ -47,7 +47,7 @@ from orrery.events.sessions import Block, SystemBlock, ToolResultBlock, Usage
 from orrery.sessions.agents import anthropic_stream
 from orrery.sessions.agents.anthropic_stream import MessageBuilder
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import first_prompt
+from orrery.sessions.agents.clis import first_prompt, not_installed
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,7 @@ class ClaudeCode:
 
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult:
         if self.cli is None:
-            raise ProviderError(
-                "agent.not_installed",
-                "Claude Code is not installed: run `make agents` (or set ORRERY_AGENT_BIN to the"
-                " directory holding `claude`)",
-            )
+            raise not_installed("Claude Code", "claude")
         live = await self._process(turn)
         live.io = io
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 from orrery.events.sessions import MessageRecorded, TextBlock, ToolResultBlock, ToolUseBlock
-from orrery.sessions.agents.base import Turn
+from orrery.sessions.agents.base import ProviderError, Turn
 
 # What an agent CLI's process inherits from the service besides the model endpoints and keys
 # (the service's own settings, its database address among them, stay out).
@@ -32,6 +32,14 @@ def find_cli(env: Mapping[str, str], name: str, default_dir: Path | None) -> Pat
             return Path(directory) / name
     found = shutil.which(name, path=env.get("PATH"))
     return Path(found) if found else None
+
+
+def not_installed(label: str, executable: str) -> ProviderError:
+    return ProviderError(
+        "agent.not_installed",
+        f"{label} is not installed: run `make agents` (or set ORRERY_AGENT_BIN to the directory"
+        f" holding `{executable}`)",
+    )
 
 
 def first_prompt(turn: Turn) -> str:

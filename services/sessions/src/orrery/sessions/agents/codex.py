@@ -65,7 +65,7 @@ from orrery.events.sessions import (
     Usage,
 )
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import first_prompt, process_env, transcript
+from orrery.sessions.agents.clis import first_prompt, not_installed, process_env, transcript
 
 log = logging.getLogger(__name__)
 
@@ -392,11 +392,7 @@ class Codex:
 
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult:
         if self.cli is None:
-            raise ProviderError(
-                "agent.not_installed",
-                "Codex is not installed: run `make agents` (or set ORRERY_AGENT_BIN to the"
-                " directory holding `codex`)",
-            )
+            raise not_installed("Codex", "codex")
         live = await self._process(turn)
         live.busy = True
         try:
