@@ -11,6 +11,7 @@ here with the reason (run `make agents`), never a skip.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -192,6 +193,37 @@ async def test_a_new_process_resumes_the_clis_own_session(
         assert "Here is the conversation so far" not in sent
     else:  # Gemini CLI cannot load its saved chat (see Gemini): a new session with the transcript
         assert len(again.native_ids) == 1 and again.native_ids[0] != session.native_id
+        assert "Here is the conversation so far" in sent
+
+
+async def test_a_fork_continues_the_parents_conversation(
+    model: ScriptedModelServer, tmp_path: Path, cli: tuple[str, Cli]
+) -> None:
+    name, spec = cli
+    agent = provider(name, spec, tmp_path / "state")
+    parent = Session(model.url, tmp_path, spec, mode="allow-all")
+    io = Recorder()
+    try:
+        await agent.run(parent.turn("create hello.txt"), io)
+        model.clear_requests()
+        child = Session(model.url, tmp_path, spec, mode="allow-all")
+        child.history = list(parent.history)  # the runner gives a fork the parent's log
+        fork = dataclasses.replace(
+            child.turn("say hello"), session_id="s2", fork_of=io.native_ids[0]
+        )
+        forked = Recorder()
+        result = await agent.run(fork, forked)
+    finally:
+        await agent.close()
+    assert result.final_text == "Hello from the scripted model"
+    [child_id] = forked.native_ids
+    assert child_id != io.native_ids[0]
+    sent = json.dumps([r.body for r in model.requests])
+    assert "create hello.txt" in sent
+    if name == "opencode":  # natively (session/fork): the CLI's own record, not a transcript
+        assert "Done: hello.txt created." in sent
+        assert "Here is the conversation so far" not in sent
+    else:  # Gemini CLI cannot fork: the fork's first prompt carries the transcript
         assert "Here is the conversation so far" in sent
 
 

@@ -395,8 +395,8 @@ class AcpAgent:
                     turn.native_id,
                     _describe(exc, live),
                 )
-        can_fork = caps is not None and caps.session_capabilities is not None
-        if not live.native_id and turn.fork_of and can_fork and caps.session_capabilities.fork:  # type: ignore[union-attr]
+        sessions = caps.session_capabilities if caps is not None else None
+        if not live.native_id and turn.fork_of and sessions is not None and sessions.fork:
             with contextlib.suppress(RequestError):
                 forked = await live.conn.fork_session(
                     cwd=cwd, session_id=turn.fork_of, mcp_servers=[]
