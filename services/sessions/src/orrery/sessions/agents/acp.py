@@ -67,7 +67,7 @@ from orrery.events.sessions import (
     Usage,
 )
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import first_prompt, not_installed, process_env
+from orrery.sessions.agents.clis import describe, first_prompt, not_installed, process_env
 
 log = logging.getLogger(__name__)
 
@@ -644,13 +644,9 @@ async def _cancel_reader(task: asyncio.Task[None]) -> None:
         await task
 
 
-def _describe(exc: BaseException | None, live: _Live, what: str = "") -> str:
-    if isinstance(exc, RequestError) and exc.data:
-        what = f"{what}: {exc} ({exc.data})" if what else f"{exc} ({exc.data})"
-        exc = None
-    tail = " | ".join(list(live.stderr)[-5:])
-    parts = [p for p in (what, str(exc) if exc else "", f"stderr: {tail}" if tail else "") if p]
-    return "; ".join(parts)
+def _describe(exc: BaseException, live: _Live) -> str:
+    said = f"{exc} ({exc.data})" if isinstance(exc, RequestError) and exc.data else str(exc)
+    return describe(live.stderr, said)
 
 
 async def _shutdown(live: _Live) -> None:

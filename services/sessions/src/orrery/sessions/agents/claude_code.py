@@ -47,7 +47,7 @@ from orrery.events.sessions import Block, SystemBlock, ToolResultBlock, Usage
 from orrery.sessions.agents import anthropic_stream
 from orrery.sessions.agents.anthropic_stream import MessageBuilder
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import first_prompt, not_installed
+from orrery.sessions.agents.clis import describe, first_prompt, not_installed
 
 log = logging.getLogger(__name__)
 
@@ -297,9 +297,7 @@ def _outcome(result: ResultMessage, model: str, live: _Live) -> TurnResult:
 
 
 def _describe(exc: BaseException | None, live: _Live, what: str = "") -> str:
-    tail = " | ".join(list(live.stderr)[-5:])
-    parts = [p for p in (what, str(exc) if exc else "", f"stderr: {tail}" if tail else "") if p]
-    return "; ".join(parts)
+    return describe(live.stderr, what, str(exc) if exc else "")
 
 
 async def _disconnect(live: _Live) -> None:

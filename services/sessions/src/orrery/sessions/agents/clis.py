@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -32,6 +32,12 @@ def find_cli(env: Mapping[str, str], name: str, default_dir: Path | None) -> Pat
             return Path(directory) / name
     found = shutil.which(name, path=env.get("PATH"))
     return Path(found) if found else None
+
+
+def describe(stderr: Iterable[str], *parts: str) -> str:
+    """An error's message: what went wrong, then the last lines the CLI wrote to stderr."""
+    tail = " | ".join(list(stderr)[-5:])
+    return "; ".join([p for p in parts if p] + ([f"stderr: {tail}"] if tail else []))
 
 
 def not_installed(label: str, executable: str) -> ProviderError:

@@ -65,7 +65,13 @@ from orrery.events.sessions import (
     Usage,
 )
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import first_prompt, not_installed, process_env, transcript
+from orrery.sessions.agents.clis import (
+    describe,
+    first_prompt,
+    not_installed,
+    process_env,
+    transcript,
+)
 
 log = logging.getLogger(__name__)
 
@@ -998,5 +1004,4 @@ async def _decline(rpc: _Rpc, message: _Envelope) -> None:
 
 
 def _describe(live: _Live, what: str) -> str:
-    tail = " | ".join(list(live.stderr)[-5:])
-    return "; ".join(p for p in (what, f"stderr: {tail}" if tail else "") if p)
+    return describe(live.stderr, what)
