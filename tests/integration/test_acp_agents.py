@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
-import yaml
 from orrery.events.sessions import (
     AgentSettings,
     PermissionMode,
@@ -33,13 +32,11 @@ from orrery.sessions.agents.acp import AcpAgent, Flavour, Gemini, OpenCode
 from orrery.sessions.agents.base import ProviderError, Turn
 
 if TYPE_CHECKING:
+    from tests.agentclis import every_cli_script, installed
     from tests.integration.agentio import Recorder, user_message
 else:
+    from agentclis import every_cli_script, installed
     from agentio import Recorder, user_message
-
-ROOT = Path(__file__).resolve().parents[2]
-AGENT_BIN = ROOT / "tools" / "agent-clis" / "node_modules" / ".bin"
-EXAMPLE = ROOT / "libs" / "modelserver" / "examples" / "hello_world.yaml"
 
 
 @dataclass(frozen=True)
@@ -55,29 +52,16 @@ CLIS = {
 }
 
 
-def script() -> dict[str, Any]:
-    rules: list[dict[str, Any]] = yaml.safe_load(EXAMPLE.read_text())["rules"]
-    slow = {
-        "match": {"last_user_regex": "tell a long story\\W*$"},
-        "reply": [{"text": "once upon a time " * 100, "chunk_chars": 5, "delay_ms": 50}],
-    }
-    hello = {  # also when a transcript that mentions hello.txt comes first
-        "match": {"last_user_regex": "say hello\\W*$"},
-        "reply": [{"text": "Hello from the scripted model"}],
-    }
-    return {"rules": [slow, hello, *rules]}
-
-
 @pytest.fixture(scope="module")
 async def model() -> AsyncIterator[ScriptedModelServer]:
-    async with ScriptedModelServer(script()) as server:
+    async with ScriptedModelServer(every_cli_script()) as server:
         yield server
 
 
 @pytest.fixture(params=list(CLIS))
 def cli(request: pytest.FixtureRequest) -> tuple[str, Cli]:
     name: str = request.param
-    assert (AGENT_BIN / name).exists(), f"{name} is not installed in {AGENT_BIN}: run `make agents`"
+    installed(name)
     return name, CLIS[name]
 
 
@@ -113,7 +97,7 @@ class Session:
 
 
 def provider(name: str, cli: Cli, state: Path) -> AcpAgent:
-    return AcpAgent(name, cli.flavour, AGENT_BIN / name, state)
+    return AcpAgent(name, cli.flavour, installed(name), state)
 
 
 async def test_a_shell_tool_asks_writes_and_is_recorded_like_every_provider(

@@ -17,11 +17,12 @@ from orrery.sessions.agents.base import Turn
 from orrery.sessions.agents.claude_code import ClaudeCode
 
 if TYPE_CHECKING:
+    from tests.agentclis import installed
     from tests.integration.agentio import Recorder, user_message
 else:
+    from agentclis import installed
     from agentio import Recorder, user_message
 
-CLAUDE = Path(__file__).resolve().parents[2] / "tools" / "agent-clis" / "node_modules" / ".bin"
 SCRIPT = {
     "rules": [
         {
@@ -37,9 +38,7 @@ SCRIPT = {
 
 
 async def test_thinking_and_compaction_are_recorded(tmp_path: Path) -> None:
-    cli = CLAUDE / "claude"
-    assert cli.exists(), f"Claude Code is not installed in {CLAUDE}: run `make agents`"
-    agent = ClaudeCode(cli)
+    agent = ClaudeCode(installed("claude"))
     history = []
     recorders: list[Recorder] = []
     try:

@@ -26,16 +26,15 @@ from orrery.events.sessions import (
 )
 from orrery.modelserver import ScriptedModelServer
 from orrery.sessions.agents.base import ProviderError, Turn
-from orrery.sessions.agents.clis import find_cli
 from orrery.sessions.agents.codex import Codex
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts this directory on sys.path
+    from tests.agentclis import installed
     from tests.integration.agentio import Recorder
 else:
+    from agentclis import installed
     from agentio import Recorder
 
-ROOT = Path(__file__).resolve().parents[2]
-PINNED = ROOT / "tools" / "agent-clis" / "node_modules" / ".bin"
 
 # Codex applies a patch given to its shell tool itself, as a file change (not a command).
 PATCH = "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: hi.txt\n+hi\n*** End Patch\nEOF"
@@ -83,9 +82,7 @@ SCRIPT: dict[str, Any] = {
 
 @pytest.fixture
 def cli() -> Path:
-    found = find_cli({}, "codex", PINNED)
-    assert found is not None, "Codex is not installed: run `make agents` (tools/agent-clis)"
-    return found
+    return installed("codex")
 
 
 @pytest.fixture

@@ -19,23 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import yaml
 from orrery.modelserver import ScriptedModelServer
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
+    from tests.agentclis import AGENT_BIN, every_cli_script, installed
     from tests.gitrepos import GIT_ENV, free_port_block
     from tests.gitrepos import make_repo as make_test_repo
     from tests.system.stackctl import start, stop, until, wait_healthy
 else:
+    from agentclis import AGENT_BIN, every_cli_script, installed
     from gitrepos import GIT_ENV, free_port_block
     from gitrepos import make_repo as make_test_repo
     from stackctl import start, stop, until, wait_healthy
 
 pytestmark = pytest.mark.system
 
-ROOT = Path(__file__).resolve().parents[2]
-AGENT_BIN = ROOT / "tools" / "agent-clis" / "node_modules" / ".bin"
-EXAMPLE = ROOT / "libs" / "modelserver" / "examples" / "hello_world.yaml"
 # agent -> the CLI it needs, and what it calls its shell tool
 AGENTS = {
     "builtin": (None, "bash"),
@@ -54,25 +52,11 @@ MODELS = {
 }
 
 
-def script() -> dict[str, Any]:
-    """The example script every CLI's hello.txt rule is in, plus a slow answer to stop."""
-    rules: list[dict[str, Any]] = yaml.safe_load(EXAMPLE.read_text())["rules"]
-    slow = {
-        "match": {"last_user_regex": "tell a long story\\W*$"},  # not once answered
-        "reply": [{"text": "once upon a time " * 100, "chunk_chars": 5, "delay_ms": 50}],
-    }
-    hello = {  # also when a transcript that mentions hello.txt comes first
-        "match": {"last_user_regex": "say hello\\W*$"},
-        "reply": [{"text": "Hello from the scripted model"}],
-    }
-    return {"rules": [slow, hello, *rules]}
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path]]:
     root = tmp_path_factory.mktemp("providers")
     repo = make_test_repo(root / "src" / "app", "", {"README.md": "app\n"}, {})
-    with ScriptedModelServer(script()) as model:
+    with ScriptedModelServer(every_cli_script()) as model:
         proc, env = start(
             root / "home",
             extra={
@@ -120,9 +104,8 @@ SHAPES: dict[str, list[tuple[str, list[str]]]] = {}
 def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent: str) -> None:
     api, _ = stack
     cli, shell_tool = AGENTS[agent]
-    assert cli is None or (AGENT_BIN / cli).exists(), (
-        f"{cli} is not installed in {AGENT_BIN}: run `make agents`"
-    )
+    if cli is not None:
+        installed(cli)
     worktree = api.post("/api/worktrees", json={"repo": "app", "name": f"wt-{agent}"})
     assert worktree.status_code == 201, worktree.text
     path = Path(worktree.json()["path"])
