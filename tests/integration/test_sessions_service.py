@@ -344,6 +344,10 @@ async def test_kill9_of_the_sessions_service_mid_run_then_resume(
             )
             await wait_for(js, sid, lambda ev: any(isinstance(e, s.TaskStarted) for e in ev))
             await asyncio.sleep(1.0)  # streaming now
+            # A task started while the service was still recovering is its own to run, not an
+            # orphan of an earlier instance to interrupt.
+            before = [e.event for e in await log_of(js, sid)]
+            assert not any(isinstance(e, s.TaskInterrupted) for e in before), before
             proc.kill()
             proc.wait(10)
             log_path = tmp_path / "sessions-restarted.log"

@@ -214,11 +214,21 @@ class SessionRunner:
             await asyncio.wait(self._tasks, timeout=10)
 
     async def _recover(self) -> None:
-        """Tasks the log says are running but no process runs: interrupted, resumable."""
+        """Tasks the log says are running but no process runs: interrupted, resumable.
+
+        Only a task an earlier instance was given to run: one started while this instance
+        recovers (its ``TaskStarted`` not yet delivered to any runner) is this instance's to
+        launch once its loop starts, not an orphan."""
+        info = await self.js.consumer_info(
+            subjects.event_stream("sessions"), topology.reactor_consumer_name("sessions")
+        )
+        delivered = info.delivered.stream_seq if info.delivered else 0
         rows = await self._running_sessions()
         for session_id in rows:
             state = await self.bus.current(SESSION, session_id)
             if state.active is None or session_id in self._runs:
+                continue
+            if await self._started_at(session_id, state.active) > delivered:
                 continue
             outcome = TaskInterrupted(
                 session_id=session_id,
@@ -234,6 +244,18 @@ class SessionRunner:
                 ),
                 EventMeta(occurred_at=datetime.now(UTC), actor="system"),
             )
+
+    async def _started_at(self, session_id: str, task_id: str) -> int:
+        """Stream sequence of the task's latest ``TaskStarted`` (0 if none)."""
+        envelopes = await self.bus.store.load(
+            subjects.event_subject("sessions", "session", session_id)
+        )
+        starts = [
+            e.sequence
+            for e in envelopes
+            if isinstance(e.event, TaskStarted) and e.event.task_id == task_id
+        ]
+        return starts[-1] if starts else 0
 
     async def _running_sessions(self) -> list[str]:
         """Sessions with an active task, once the read model has caught up with the log."""
