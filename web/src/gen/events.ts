@@ -12,6 +12,29 @@ export type OrreryMessage =
   | CommandRejected
   | BoardCreated
   | BoardRenamed
+  | BoardUpdated
+  | BoardDeleted
+  | ZoneAdded
+  | ZoneUpdated
+  | ZoneDeleted
+  | NoteAdded
+  | NoteUpdated
+  | NoteDeleted
+  | CardMoved
+  | CardUnpinned
+  | CardRemoved
+  | ZoneTriggerRequested
+  | ZoneTriggerOffered
+  | ZoneTriggerFired
+  | ZoneTriggerFailed
+  | ZoneTriggerDismissed
+  | CommentAdded
+  | CommentEdited
+  | CommentMoved
+  | CommentResolved
+  | CommentReopened
+  | CommentDeleted
+  | ReactionToggled
   | SessionCreated
   | ChildSessionRequested
   | TaskQueued
@@ -61,6 +84,25 @@ export type OrreryMessage =
   | GitStateCaptured
   | CreateBoard
   | RenameBoard
+  | UpdateBoard
+  | DeleteBoard
+  | AddZone
+  | UpdateZone
+  | DeleteZone
+  | AddNote
+  | UpdateNote
+  | DeleteNote
+  | MoveCard
+  | UnpinCard
+  | RemoveCard
+  | ChooseZoneTrigger
+  | DismissZoneTrigger
+  | AddComment
+  | EditComment
+  | MoveComment
+  | ResolveComment
+  | DeleteComment
+  | ToggleReaction
   | CreateSession
   | SubmitPrompt
   | RemoveQueuedPrompt
@@ -106,6 +148,13 @@ export interface BoardCreated {
   board_id: string;
   name: string;
   slug: string;
+  icon?: string;
+  color?: string | null;
+  background_color?: string | null;
+  description?: string;
+  context?: {
+    [k: string]: unknown;
+  };
   [k: string]: unknown;
 }
 export interface BoardRenamed {
@@ -114,16 +163,56 @@ export interface BoardRenamed {
   name: string;
   [k: string]: unknown;
 }
-export interface SessionCreated {
-  type: "sessions.SessionCreated";
-  session_id: string;
-  worktree_id: string;
-  title: string;
-  settings: AgentSettings;
-  board_id?: string | null;
-  relation?: "fork" | "root" | "spawn";
-  parent_id?: string | null;
-  fork_point?: number | null;
+/**
+ * The board's editable fields after the change (all of them).
+ */
+export interface BoardUpdated {
+  type: "canvas.BoardUpdated";
+  board_id: string;
+  name: string;
+  icon: string;
+  color: string | null;
+  background_color: string | null;
+  description: string;
+  context: {
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+export interface BoardDeleted {
+  type: "canvas.BoardDeleted";
+  board_id: string;
+  slug: string;
+  [k: string]: unknown;
+}
+export interface ZoneAdded {
+  type: "canvas.ZoneAdded";
+  board_id: string;
+  zone: Zone;
+  [k: string]: unknown;
+}
+export interface Zone {
+  zone_id: string;
+  label: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  border_color?: string;
+  background_color?: string;
+  locked?: boolean;
+  trigger?: ZoneTrigger | null;
+  [k: string]: unknown;
+}
+/**
+ * What a zone does when a worktree card enters it: render ``template`` (Jinja2, sandboxed,
+ *     the one context of SPEC §3) and either start a new session with ``settings`` at once
+ *     (``always_new``) or let the user pick (``show_picker``: new session, prompt, fork, spawn).
+ */
+export interface ZoneTrigger {
+  template: string;
+  behavior?: "always_new" | "show_picker";
+  settings?: AgentSettings;
   [k: string]: unknown;
 }
 export interface AgentSettings {
@@ -131,6 +220,243 @@ export interface AgentSettings {
   model?: string;
   permission_mode?: "allow-all" | "ask" | "auto";
   thinking?: "auto" | "off";
+  [k: string]: unknown;
+}
+/**
+ * The zone after the change (all of it); its pinned cards move with it.
+ */
+export interface ZoneUpdated {
+  type: "canvas.ZoneUpdated";
+  board_id: string;
+  zone: Zone;
+  [k: string]: unknown;
+}
+/**
+ * Follows a ``CardUnpinned`` or ``CardRemoved`` for each card that was pinned to it.
+ */
+export interface ZoneDeleted {
+  type: "canvas.ZoneDeleted";
+  board_id: string;
+  zone_id: string;
+  cards: "refuse" | "remove" | "unpin";
+  [k: string]: unknown;
+}
+export interface NoteAdded {
+  type: "canvas.NoteAdded";
+  board_id: string;
+  note: Note;
+  [k: string]: unknown;
+}
+/**
+ * A markdown sticky note or a plain text object.
+ */
+export interface Note {
+  note_id: string;
+  kind: "markdown" | "text";
+  x: number;
+  y: number;
+  width: number;
+  height?: number | null;
+  content?: string;
+  font_size?: number;
+  color?: string | null;
+  background_color?: string | null;
+  [k: string]: unknown;
+}
+export interface NoteUpdated {
+  type: "canvas.NoteUpdated";
+  board_id: string;
+  note: Note;
+  [k: string]: unknown;
+}
+export interface NoteDeleted {
+  type: "canvas.NoteDeleted";
+  board_id: string;
+  note_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A card placed or moved (``placed``: it was not on the board). With ``zone_id`` the card
+ *     is pinned to that zone and ``x``/``y`` are relative to the zone's top-left.
+ */
+export interface CardMoved {
+  type: "canvas.CardMoved";
+  board_id: string;
+  worktree_id: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  zone_id?: string | null;
+  placed?: boolean;
+  [k: string]: unknown;
+}
+/**
+ * The card stays where it is, in board coordinates ``x``/``y``.
+ */
+export interface CardUnpinned {
+  type: "canvas.CardUnpinned";
+  board_id: string;
+  worktree_id: string;
+  zone_id: string;
+  x: number;
+  y: number;
+  [k: string]: unknown;
+}
+export interface CardRemoved {
+  type: "canvas.CardRemoved";
+  board_id: string;
+  worktree_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A card entered a zone with a trigger (a zone other than its previous one). The canvas
+ *     service renders the template and records what follows: fired, offered or failed.
+ */
+export interface ZoneTriggerRequested {
+  type: "canvas.ZoneTriggerRequested";
+  board_id: string;
+  trigger_id: string;
+  zone_id: string;
+  worktree_id: string;
+  [k: string]: unknown;
+}
+/**
+ * ``show_picker``: the rendered prompt waits for the user's choice (``offered_to``: who
+ *     dropped the card).
+ */
+export interface ZoneTriggerOffered {
+  type: "canvas.ZoneTriggerOffered";
+  board_id: string;
+  trigger_id: string;
+  zone_id: string;
+  worktree_id: string;
+  prompt: string;
+  settings: AgentSettings1;
+  offered_to: string;
+  [k: string]: unknown;
+}
+export interface AgentSettings1 {
+  agent?: string;
+  model?: string;
+  permission_mode?: "allow-all" | "ask" | "auto";
+  thinking?: "auto" | "off";
+  [k: string]: unknown;
+}
+/**
+ * What the sessions service carries out: a new session in the worktree with ``prompt``
+ *     (``session_id`` is the new session's id), or a prompt, fork or spawn on ``session_id``.
+ */
+export interface ZoneTriggerFired {
+  type: "canvas.ZoneTriggerFired";
+  board_id: string;
+  trigger_id: string;
+  zone_id: string;
+  worktree_id: string;
+  action: "fork" | "new_session" | "prompt" | "spawn";
+  prompt: string;
+  settings: AgentSettings1;
+  session_id: string;
+  title?: string;
+  [k: string]: unknown;
+}
+export interface ZoneTriggerFailed {
+  type: "canvas.ZoneTriggerFailed";
+  board_id: string;
+  trigger_id: string;
+  zone_id: string;
+  worktree_id: string;
+  code: string;
+  message: string;
+  [k: string]: unknown;
+}
+export interface ZoneTriggerDismissed {
+  type: "canvas.ZoneTriggerDismissed";
+  board_id: string;
+  trigger_id: string;
+  [k: string]: unknown;
+}
+export interface CommentAdded {
+  type: "canvas.CommentAdded";
+  board_id: string;
+  comment_id: string;
+  content: string;
+  anchor: Anchor;
+  parent_id?: string | null;
+  mentions?: string[];
+  author?: string;
+  [k: string]: unknown;
+}
+/**
+ * Where a comment is.
+ *
+ *     Spatial: ``x``/``y`` set. With ``kind`` ``board`` they are board coordinates; with ``zone``,
+ *     ``worktree`` (its card) or ``session`` they are offsets from that object, so the pin follows
+ *     it. Attached: no ``x``/``y``; the comment belongs to ``kind``/``target_id`` (a board, zone,
+ *     worktree, session, task or message) and shows in its thread list.
+ */
+export interface Anchor {
+  kind?: "board" | "message" | "session" | "task" | "worktree" | "zone";
+  target_id?: string | null;
+  x?: number | null;
+  y?: number | null;
+  [k: string]: unknown;
+}
+export interface CommentEdited {
+  type: "canvas.CommentEdited";
+  board_id: string;
+  comment_id: string;
+  content: string;
+  mentions: string[];
+  [k: string]: unknown;
+}
+export interface CommentMoved {
+  type: "canvas.CommentMoved";
+  board_id: string;
+  comment_id: string;
+  anchor: Anchor;
+  [k: string]: unknown;
+}
+export interface CommentResolved {
+  type: "canvas.CommentResolved";
+  board_id: string;
+  comment_id: string;
+  [k: string]: unknown;
+}
+export interface CommentReopened {
+  type: "canvas.CommentReopened";
+  board_id: string;
+  comment_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A thread's first comment takes its replies with it.
+ */
+export interface CommentDeleted {
+  type: "canvas.CommentDeleted";
+  board_id: string;
+  comment_id: string;
+  [k: string]: unknown;
+}
+export interface ReactionToggled {
+  type: "canvas.ReactionToggled";
+  board_id: string;
+  comment_id: string;
+  user: string;
+  emoji: string;
+  on: boolean;
+  [k: string]: unknown;
+}
+export interface SessionCreated {
+  type: "sessions.SessionCreated";
+  session_id: string;
+  worktree_id: string;
+  title: string;
+  settings: AgentSettings1;
+  board_id?: string | null;
+  relation?: "fork" | "root" | "spawn";
+  parent_id?: string | null;
+  fork_point?: number | null;
   [k: string]: unknown;
 }
 /**
@@ -143,7 +469,7 @@ export interface ChildSessionRequested {
   relation: "fork" | "root" | "spawn";
   prompt: string | null;
   title: string;
-  settings: AgentSettings;
+  settings: AgentSettings1;
   fork_point?: number | null;
   [k: string]: unknown;
 }
@@ -651,6 +977,13 @@ export interface CreateBoard {
   board_id: string;
   name: string;
   slug: string;
+  icon?: string;
+  color?: string | null;
+  background_color?: string | null;
+  description?: string;
+  context?: {
+    [k: string]: unknown;
+  };
   command_id: string;
   [k: string]: unknown;
 }
@@ -661,17 +994,232 @@ export interface RenameBoard {
   command_id: string;
   [k: string]: unknown;
 }
+/**
+ * Change the given fields (``None``: keep).
+ */
+export interface UpdateBoard {
+  type: "canvas.UpdateBoard";
+  board_id: string;
+  name?: string | null;
+  icon?: string | null;
+  color?: string | null;
+  background_color?: string | null;
+  description?: string | null;
+  context?: {
+    [k: string]: unknown;
+  } | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DeleteBoard {
+  type: "canvas.DeleteBoard";
+  board_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface AddZone {
+  type: "canvas.AddZone";
+  board_id: string;
+  zone: Zone;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Move, resize, relabel, recolour, lock or unlock a zone, or set or clear its trigger.
+ *     ``None``: keep. A locked zone refuses everything but unlocking.
+ */
+export interface UpdateZone {
+  type: "canvas.UpdateZone";
+  board_id: string;
+  zone_id: string;
+  label?: string | null;
+  x?: number | null;
+  y?: number | null;
+  width?: number | null;
+  height?: number | null;
+  border_color?: string | null;
+  background_color?: string | null;
+  locked?: boolean | null;
+  trigger?: ZoneTrigger | null;
+  clear_trigger?: boolean;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * ``cards``: what happens to the cards pinned to it. ``refuse`` (the default) is rejected
+ *     with ``zone.has_cards`` (listing them) when there are any, so the caller can offer the
+ *     choice: ``unpin`` keeps them where they are, ``remove`` takes them off the board.
+ */
+export interface DeleteZone {
+  type: "canvas.DeleteZone";
+  board_id: string;
+  zone_id: string;
+  cards?: "refuse" | "remove" | "unpin";
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface AddNote {
+  type: "canvas.AddNote";
+  board_id: string;
+  note: Note;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface UpdateNote {
+  type: "canvas.UpdateNote";
+  board_id: string;
+  note_id: string;
+  x?: number | null;
+  y?: number | null;
+  width?: number | null;
+  height?: number | null;
+  content?: string | null;
+  font_size?: number | null;
+  color?: string | null;
+  background_color?: string | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DeleteNote {
+  type: "canvas.DeleteNote";
+  board_id: string;
+  note_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Place a worktree's card on the board, or drop it somewhere else: the end of a drag.
+ *     ``x``/``y`` are board coordinates; the card is pinned to the zone its centre falls in (the
+ *     topmost one) and a zone trigger fires when that zone differs from the card's zone before.
+ */
+export interface MoveCard {
+  type: "canvas.MoveCard";
+  board_id: string;
+  worktree_id: string;
+  x: number;
+  y: number;
+  width?: number | null;
+  height?: number | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface UnpinCard {
+  type: "canvas.UnpinCard";
+  board_id: string;
+  worktree_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface RemoveCard {
+  type: "canvas.RemoveCard";
+  board_id: string;
+  worktree_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * The answer to a ``show_picker`` offer: what to do, on which session, with which prompt
+ *     (``None``: the rendered one) and settings (``None``: the zone's).
+ */
+export interface ChooseZoneTrigger {
+  type: "canvas.ChooseZoneTrigger";
+  board_id: string;
+  trigger_id: string;
+  action?: "fork" | "new_session" | "prompt" | "spawn";
+  session_id?: string | null;
+  prompt?: string | null;
+  settings?: AgentSettings1 | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DismissZoneTrigger {
+  type: "canvas.DismissZoneTrigger";
+  board_id: string;
+  trigger_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A thread's first comment, or a reply (``parent_id``: a thread's first comment; replies
+ *     take the thread's anchor).
+ */
+export interface AddComment {
+  type: "canvas.AddComment";
+  board_id: string;
+  comment_id: string;
+  content: string;
+  anchor?: Anchor1;
+  parent_id?: string | null;
+  mentions?: string[];
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Where a comment is.
+ *
+ *     Spatial: ``x``/``y`` set. With ``kind`` ``board`` they are board coordinates; with ``zone``,
+ *     ``worktree`` (its card) or ``session`` they are offsets from that object, so the pin follows
+ *     it. Attached: no ``x``/``y``; the comment belongs to ``kind``/``target_id`` (a board, zone,
+ *     worktree, session, task or message) and shows in its thread list.
+ */
+export interface Anchor1 {
+  kind?: "board" | "message" | "session" | "task" | "worktree" | "zone";
+  target_id?: string | null;
+  x?: number | null;
+  y?: number | null;
+  [k: string]: unknown;
+}
+export interface EditComment {
+  type: "canvas.EditComment";
+  board_id: string;
+  comment_id: string;
+  content: string;
+  mentions?: string[] | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface MoveComment {
+  type: "canvas.MoveComment";
+  board_id: string;
+  comment_id: string;
+  anchor: Anchor;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ResolveComment {
+  type: "canvas.ResolveComment";
+  board_id: string;
+  comment_id: string;
+  resolved?: boolean;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DeleteComment {
+  type: "canvas.DeleteComment";
+  board_id: string;
+  comment_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ToggleReaction {
+  type: "canvas.ToggleReaction";
+  board_id: string;
+  comment_id: string;
+  emoji: string;
+  command_id: string;
+  [k: string]: unknown;
+}
 export interface CreateSession {
   type: "sessions.CreateSession";
   session_id: string;
   worktree_id: string;
   title?: string;
-  settings?: AgentSettings1;
+  settings?: AgentSettings2;
   board_id?: string | null;
   command_id: string;
   [k: string]: unknown;
 }
-export interface AgentSettings1 {
+export interface AgentSettings2 {
   agent?: string;
   model?: string;
   permission_mode?: "allow-all" | "ask" | "auto";
@@ -753,7 +1301,7 @@ export interface SpawnSession {
   child_id: string;
   prompt: string;
   title?: string;
-  settings?: AgentSettings | null;
+  settings?: AgentSettings1 | null;
   command_id: string;
   [k: string]: unknown;
 }

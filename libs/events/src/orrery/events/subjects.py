@@ -6,6 +6,7 @@ Layout (one subject per aggregate, so ``Nats-Expected-Last-Subject-Sequence`` is
 - commands:     ``<ctx>.cmd.<Name>``        in stream ``<CTX>_COMMANDS`` (work-queue retention)
 - dead letters: ``<ctx>.dlq.<Name>``        in stream ``<CTX>_DLQ``      (limits retention)
 - heartbeats:   ``orrery.heartbeat.<service>`` on core NATS (ephemeral)
+- live:         ``<ctx>.live.<id>`` on core NATS (ephemeral: presence, cursors, drag frames)
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ def output_subject(ctx: str, kind: str, item_id: str) -> str:
 
 def output_subjects(ctx: str) -> str:
     return f"{_context(ctx)}.out.>"
+
+
+def live_subject(ctx: str, item_id: str) -> str:
+    """Core NATS (never stored): ``canvas.live.<board_id>`` presence, cursors and drag frames."""
+    return f"{_context(ctx)}.live.{token(item_id)}"
+
+
+def live_subjects(ctx: str) -> str:
+    return f"{_context(ctx)}.live.*"
 
 
 def heartbeat_subject(service: str) -> str:
