@@ -91,7 +91,10 @@ def command_consumer_config(ctx: str) -> ConsumerConfig:
 
 
 # Contexts with a reactor (side effects driven by their own events) and an output stream.
-REACTOR_CONTEXTS = ("worktrees", "sessions")
+REACTOR_CONTEXTS = ("worktrees", "sessions", "canvas")
+# Reactors on another context's events: (reacting context, source context, aggregate kind).
+# The sessions service carries out the zone triggers the canvas fires.
+FOREIGN_REACTORS: tuple[tuple[str, str, str], ...] = (("sessions", "canvas", "board"),)
 OUTPUT_CONTEXTS = ("worktrees",)
 OUTPUT_MAX_AGE_S = 24 * 3600.0
 OUTPUT_MAX_MSGS_PER_SUBJECT = 2_000
@@ -132,6 +135,24 @@ def reactor_consumer_config(ctx: str) -> ConsumerConfig:
     )
 
 
+def foreign_consumer_name(ctx: str, source: str) -> str:
+    return f"{subjects.token(ctx)}-on-{subjects.token(source)}"
+
+
+def foreign_consumer_config(ctx: str, source: str, kind: str) -> ConsumerConfig:
+    """``ctx``'s durable consumer on ``source``'s events of one aggregate kind, like a reactor
+    consumer on its own context (every event offered once, redelivered until acknowledged)."""
+    return ConsumerConfig(
+        durable_name=foreign_consumer_name(ctx, source),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subject=subjects.event_subjects(source, kind),
+        ack_wait=REACTOR_ACK_WAIT_S,
+        max_deliver=-1,
+        max_ack_pending=1_000,
+    )
+
+
 def stream_configs(ctx: str, *, replicas: int = 1) -> list[StreamConfig]:
     return [
         event_stream_config(ctx, replicas=replicas),
@@ -162,6 +183,12 @@ async def ensure_context(js: JetStreamContext, ctx: str, *, replicas: int = 1) -
     await js.add_consumer(subjects.command_stream(ctx), command_consumer_config(ctx))
     if ctx in REACTOR_CONTEXTS:
         await js.add_consumer(subjects.event_stream(ctx), reactor_consumer_config(ctx))
+    for reader, source, kind in FOREIGN_REACTORS:
+        if reader == ctx:
+            await ensure_stream(js, event_stream_config(source, replicas=replicas))
+            await js.add_consumer(
+                subjects.event_stream(source), foreign_consumer_config(ctx, source, kind)
+            )
 
 
 def _clean(config: dict[str, Any]) -> dict[str, Any]:
@@ -184,4 +211,9 @@ def export_definitions() -> dict[str, str]:
             files[f"consumers/{subjects.event_stream(ctx)}.{reactor.durable_name}.json"] = (
                 json.dumps(_clean(reactor.as_dict()), indent=2)
             )
+    for reader, source, kind in FOREIGN_REACTORS:
+        foreign = foreign_consumer_config(reader, source, kind)
+        files[f"consumers/{subjects.event_stream(source)}.{foreign.durable_name}.json"] = (
+            json.dumps(_clean(foreign.as_dict()), indent=2)
+        )
     return files
