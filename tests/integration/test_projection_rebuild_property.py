@@ -1,9 +1,11 @@
 """Rebuilding a projection from the log gives the tables the live runner built.
 
-1. A property: for any valid history of board events (with events of another aggregate kind in
-   the same stream, which the projection filters out), applied live by ``ProjectionRunner`` in
-   batches of any size and partly while it runs, ``rebuild()`` yields exactly the live rows, and
-   both equal a model of the history.
+1. A property: for any valid history of board events (creates and renames, which the projection
+   folds in memory, mixed with updates, deletes and zone/note events, which it applies one by one
+   and which move the board's ``last_seq``; with events of another aggregate kind in the same
+   stream, which the projection filters out), applied live by ``ProjectionRunner`` in batches of
+   any size and partly while it runs, ``rebuild()`` yields exactly the live rows, and both equal a
+   model of the history.
 2. A rebuild while the live runner keeps applying events that keep being appended: the rebuild
    must catch up with what the runner applied meanwhile when it switches the tables in, and the
    runner must carry on into the new tables, ending equal to a projection that was never rebuilt.
@@ -20,13 +22,23 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.js import JetStreamContext
 from orrery.canvas.projections.boards import BoardsProjection
 from orrery.events import Envelope, Event, EventMeta, default_registry
-from orrery.events.canvas import BoardCreated, BoardRenamed
+from orrery.events.canvas import (
+    BoardCreated,
+    BoardDeleted,
+    BoardRenamed,
+    BoardUpdated,
+    Note,
+    NoteAdded,
+    Zone,
+    ZoneAdded,
+)
 from orrery.runtime.clock import UUID7
 from orrery.runtime.eventstore.jetstream import JetStreamEventStore
 from orrery.runtime.projections import checkpoints
@@ -81,8 +93,9 @@ class Step:
     actor: str
 
 
-Row = tuple[str, str, str, str, datetime, datetime, int]
-"""board_id, name, slug, created_by, created_at, updated_at, last_seq"""
+Row = tuple[str, str, str, str, str, str, bool, str, datetime, datetime, int]
+"""board_id, name, slug, icon, description, context (JSON), deleted, created_by, created_at,
+updated_at, last_seq"""
 
 
 class Log:
@@ -109,13 +122,29 @@ class Log:
         self.last_seq = seq
         if step.kind == "board":
             self.last_board_seq = seq
-            match step.event:
-                case BoardCreated(board_id=bid, name=name, slug=slug):
-                    assert bid not in self.model
-                    self.model[bid] = (bid, name, slug, step.actor, at, at, seq)
-                case BoardRenamed(board_id=bid, name=name):
-                    _, _, slug, by, created, _, _ = self.model[bid]
-                    self.model[bid] = (bid, name, slug, by, created, at, seq)
+            event = step.event
+            if isinstance(event, BoardCreated):
+                assert event.board_id not in self.model
+                self.model[event.board_id] = (
+                    event.board_id, event.name, event.slug, "", "", "{}", False, step.actor,
+                    at, at, seq,
+                )  # fmt: skip
+            else:
+                # Every board event moves the board's updated_at and last_seq.
+                bid, name, slug, icon, text, context, deleted, by, created, _, _ = self.model[
+                    getattr(event, "board_id", "")
+                ]
+                match event:
+                    case BoardRenamed():
+                        name = event.name
+                    case BoardUpdated():
+                        name, icon, text = event.name, event.icon, event.description
+                        context = msgspec.json.encode(event.context).decode()
+                    case BoardDeleted():
+                        deleted = True
+                self.model[bid] = (
+                    bid, name, slug, icon, text, context, deleted, by, created, at, seq
+                )  # fmt: skip
         return seq
 
     def rows(self) -> list[Row]:
@@ -124,10 +153,10 @@ class Log:
 
 async def table_rows(pool: asyncpg.Pool, schema: str) -> list[Row]:
     rows = await pool.fetch(
-        f"SELECT board_id, name, slug, created_by, created_at, updated_at, last_seq"
-        f' FROM "{schema}".boards ORDER BY board_id'
+        "SELECT board_id, name, slug, icon, description, context, deleted, created_by,"
+        f' created_at, updated_at, last_seq FROM "{schema}".boards ORDER BY board_id'
     )
-    return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+    return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]) for r in rows]
 
 
 async def checkpoint(pool: asyncpg.Pool, p: Projection) -> tuple[int, int] | None:
@@ -174,7 +203,9 @@ names = (
 )
 ops = st.lists(
     st.tuples(
-        st.sampled_from(("create", "rename", "rename", "other")),
+        st.sampled_from(
+            ("create", "create", "rename", "rename", "update", "zone", "note", "delete", "other")
+        ),
         st.sampled_from(BOARD_IDS),
         names,
         st.sampled_from(ACTORS),
@@ -184,21 +215,45 @@ ops = st.lists(
 
 
 def valid_steps(raw: Sequence[tuple[str, str, str, str]]) -> list[Step]:
-    """What the Board aggregate would have emitted: create only a new board, rename only an
-    existing one to a different name; ``other`` is an event of another aggregate kind."""
+    """What the Board aggregate would have emitted: create only a new board; rename, update, add
+    a zone or a note to, or delete only a live one (rename to a different name); ``other`` is an
+    event of another aggregate kind."""
     names_now: dict[str, str] = {}
+    deleted: set[str] = set()
     steps: list[Step] = []
     for op, bid, name, actor in raw:
+        n = len(steps)
+        live = bid in names_now and bid not in deleted
+        event: Event
         if op == "create" and bid not in names_now:
             names_now[bid] = name
-            event: Event = BoardCreated(board_id=bid, name=name, slug=f"{bid}-{len(steps)}")
-            steps.append(Step("board", bid, event, actor))
-        elif op == "rename" and bid in names_now and names_now[bid] != name:
+            event = BoardCreated(board_id=bid, name=name, slug=f"{bid}-{n}")
+        elif op == "rename" and live and names_now[bid] != name:
             names_now[bid] = name
-            steps.append(Step("board", bid, BoardRenamed(board_id=bid, name=name), actor))
+            event = BoardRenamed(board_id=bid, name=name)
+        elif op == "update" and live:
+            names_now[bid] = name
+            event = BoardUpdated(
+                board_id=bid, name=name, icon=name[:1], color=None, background_color=None,
+                description=f"{name} ({n})", context={"step": n, "name": name},
+            )  # fmt: skip
+        elif op == "zone" and live:
+            zone = Zone(zone_id=f"z{n}", label=name, x=n, y=0, width=100, height=100)
+            event = ZoneAdded(board_id=bid, zone=zone)
+        elif op == "note" and live:
+            event = NoteAdded(
+                board_id=bid, note=Note(note_id=f"n{n}", kind="text", x=0, y=n, width=50)
+            )
+        elif op == "delete" and live:
+            deleted.add(bid)
+            event = BoardDeleted(board_id=bid, slug=f"{bid}-slug")
         elif op == "other":
             event = BoardCreated(board_id=bid, name=name, slug="elsewhere")
-            steps.append(Step("card", f"c{len(steps)}", event, actor))
+            steps.append(Step("card", f"c{n}", event, actor))
+            continue
+        else:
+            continue
+        steps.append(Step("board", bid, event, actor))
     return steps
 
 

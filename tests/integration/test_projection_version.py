@@ -61,10 +61,10 @@ async def test_version_bump_rebuilds_at_start(
     # Damage the live table as a buggy v1 could have: v2 must not inherit it.
     await pool.execute(f"UPDATE \"{v1.schema}\".boards SET name = 'wrong'")
 
-    v2 = dataclasses.replace(v1, version=2)
+    v2 = dataclasses.replace(v1, version=v1.version + 1)
     await run_until(pool, js, v2, 2)
     async with pool.acquire() as conn:
-        assert await checkpoints.read(conn, v2) == (2, 2)
+        assert await checkpoints.read(conn, v2) == (v2.version, 2)
         rebuilt_at = await conn.fetchval(
             f'SELECT rebuilt_at FROM "{v2.schema}".orrery_projections WHERE name = $1', v2.name
         )
