@@ -26,6 +26,7 @@ from orrery.sessions.agents.codex import Codex
 from orrery.sessions.domain import session as d
 from orrery.sessions.projection import SessionsProjection, WorktreePathsProjection
 from orrery.sessions.runner import SessionRunner, WorktreePaths
+from orrery.sessions.triggers import TriggerReactor
 
 # What reaches an agent's process and SDK client: model endpoints and keys (never logged, never
 # in an event). Per-user keys arrive with the gateway issue.
@@ -124,6 +125,10 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
     return run
 
 
+async def carry_out_triggers(wiring: Wiring, stop: asyncio.Event) -> None:
+    await TriggerReactor(wiring.js, wiring.pool, wiring.bus, default_registry()).run(stop)
+
+
 def spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         name="sessions",
@@ -131,8 +136,8 @@ def spec(settings: Settings) -> ServiceSpec:
         handlers=HANDLERS,
         internal_handlers=INTERNAL,
         projections=[SessionsProjection(), WorktreePathsProjection()],
-        extras=[run_tasks(settings)],
-        reads=("worktrees",),
+        extras=[run_tasks(settings), carry_out_triggers],
+        reads=("worktrees", "canvas"),
     )
 
 
