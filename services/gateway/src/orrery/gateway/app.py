@@ -11,6 +11,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from orrery.gateway import errors
+from orrery.gateway.canvas import ROUTES as CANVAS_ROUTES
+from orrery.gateway.canvas import CanvasApi
 from orrery.gateway.health import HealthMonitor, HealthReport
 from orrery.gateway.sessions import ROUTES as SESSION_ROUTES
 from orrery.gateway.sessions import SessionsApi
@@ -24,6 +26,7 @@ def create_app(
     web_dir: Path | None,
     worktrees: WorktreesApi | None = None,
     sessions: SessionsApi | None = None,
+    canvas: CanvasApi | None = None,
 ) -> Litestar:
     @get("/healthz", summary="State of NATS, PostgreSQL and each service", tags=["health"])
     async def healthz() -> Response[HealthReport]:
@@ -38,6 +41,9 @@ def create_app(
     if sessions is not None:
         handlers += SESSION_ROUTES
         dependencies["sessions"] = Provide(lambda: sessions, use_cache=True, sync_to_thread=False)
+    if canvas is not None:
+        handlers += CANVAS_ROUTES
+        dependencies["canvas"] = Provide(lambda: canvas, use_cache=True, sync_to_thread=False)
     if web_dir is not None and (web_dir / "index.html").is_file():
         handlers.append(create_static_files_router(path="/", directories=[web_dir], html_mode=True))
     return Litestar(

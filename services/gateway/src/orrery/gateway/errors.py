@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.status_codes import (
     HTTP_202_ACCEPTED,
     HTTP_400_BAD_REQUEST,
+    HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_422_UNPROCESSABLE_ENTITY,
@@ -64,6 +65,10 @@ _BY_SUFFIX: tuple[tuple[str, int], ...] = (
     ("no_free_slot", HTTP_409_CONFLICT),
     ("docker_unavailable", HTTP_409_CONFLICT),
     ("ambiguous", HTTP_409_CONFLICT),
+    ("has_cards", HTTP_409_CONFLICT),
+    ("locked", HTTP_409_CONFLICT),
+    ("not_ready", HTTP_409_CONFLICT),
+    ("not_author", HTTP_403_FORBIDDEN),
 )
 
 

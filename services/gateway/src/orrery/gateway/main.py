@@ -12,6 +12,8 @@ from pathlib import Path
 import uvicorn
 from orrery.events import default_registry
 from orrery.gateway.app import create_app
+from orrery.gateway.canvas import CanvasApi
+from orrery.gateway.canvas_model import CanvasReadModel
 from orrery.gateway.health import HealthMonitor
 from orrery.gateway.readmodel import WorktreesReadModel
 from orrery.gateway.sessions import SessionsApi, SessionsReadModel
@@ -58,7 +60,17 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
             wiring.js,
             default_registry(),
         )
-        app = create_app(monitor, settings.web_dir or default_web_dir(), worktrees, sessions)
+        canvas = CanvasApi(
+            client,
+            CanvasReadModel(wiring.pool),
+            worktree_model,
+            wiring.nc,
+            wiring.js,
+            default_registry(),
+        )
+        app = create_app(
+            monitor, settings.web_dir or default_web_dir(), worktrees, sessions, canvas
+        )
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
         server = _Server(config)
         # Bind here, so a port in use is a clear error rather than uvicorn's sys.exit().
@@ -78,6 +90,7 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
         server.should_exit = True
         await task
         stopper.cancel()
+        await canvas.presence.close()
         await client.close()
         if task in done and not stop.is_set():
             raise RuntimeError(f"the HTTP server on {settings.host}:{settings.port} stopped")
