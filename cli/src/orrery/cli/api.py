@@ -15,11 +15,14 @@ TIMEOUT_S = 330.0  # a clone may take the gateway's full wait (300 s)
 
 
 class ApiCallError(RuntimeFailure):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, detail: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = f"{message} ({code})"
+        self.detail = detail or {}
 
 
 def base_url(settings: Settings) -> str:
@@ -62,5 +65,6 @@ class Api:
                 response.status_code,
                 str(body.get("code", f"http.{response.status_code}")),
                 str(body.get("message", response.reason_phrase)),
+                body.get("detail") if isinstance(body.get("detail"), dict) else None,
             )
         return body

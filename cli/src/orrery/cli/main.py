@@ -7,10 +7,10 @@ import time
 
 import typer
 from orrery.cli import projections, state
+from orrery.cli.boards import board_app, zone_app
 from orrery.cli.sessions import session_app
 from orrery.cli.worktrees import env_app, repo_app, worktree_app
 from orrery.runtime import settings as settings_mod
-from orrery.runtime.entrypoint import configure_logging
 from orrery.runtime.errors import RuntimeFailure
 from rich.console import Console
 from rich.table import Table
@@ -25,6 +25,8 @@ app.add_typer(repo_app, name="repo")
 app.add_typer(worktree_app, name="worktree")
 app.add_typer(env_app, name="env")
 app.add_typer(session_app, name="session")
+app.add_typer(board_app, name="board")
+app.add_typer(zone_app, name="zone")
 console = Console()
 
 
@@ -34,6 +36,7 @@ def up(
 ) -> None:
     """Start NATS, PostgreSQL, all services and the UI; Ctrl-C stops everything."""
     from orrery.cli.stack import up as stack_up  # noqa: PLC0415 - only `up` needs the stack
+    from orrery.runtime.entrypoint import configure_logging  # noqa: PLC0415
 
     settings = settings_mod.load()
     configure_logging(settings.log_level if settings.log_level != "INFO" else "WARNING")

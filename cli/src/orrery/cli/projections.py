@@ -1,20 +1,17 @@
-"""``orrery projections list|status|rebuild``."""
+"""``orrery projections list|status|rebuild``.
+
+NATS, asyncpg and the services load inside the commands: every other ``orrery`` command (they
+all import this module to register it) starts without them.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import nats.js.errors
 import typer
-from orrery.cli.catalog import projections as all_projections
-from orrery.cli.connect import connections
-from orrery.events import default_registry
 from orrery.runtime import settings as settings_mod
 from orrery.runtime.errors import ConfigurationError
-from orrery.runtime.projections import checkpoints
-from orrery.runtime.projections.base import Projection
-from orrery.runtime.projections.rebuild import rebuild
-from orrery.runtime.projections.runner import consumer_name
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -23,7 +20,13 @@ app = typer.Typer(help="Read models: list them, see their lag, rebuild them from
 console = Console()
 
 
+if TYPE_CHECKING:
+    from orrery.runtime.projections.base import Projection
+
+
 def _find(name: str) -> Projection:
+    from orrery.cli.catalog import projections as all_projections  # noqa: PLC0415
+
     found = all_projections(settings_mod.load())
     if name in found:
         return found[name]
@@ -40,6 +43,8 @@ def _find(name: str) -> Projection:
 @app.command("list")
 def list_() -> None:
     """Every projection, its version, stream and tables."""
+    from orrery.cli.catalog import projections as all_projections  # noqa: PLC0415
+
     table = Table("projection", "version", "stream", "subjects", "tables")
     for name, p in sorted(all_projections(settings_mod.load()).items()):
         table.add_row(
@@ -51,6 +56,11 @@ def list_() -> None:
 @app.command()
 def status() -> None:
     """Checkpoint, version and lag of every projection (needs a running stack)."""
+    import nats.js.errors  # noqa: PLC0415 - see the module's docstring
+    from orrery.cli.catalog import projections as all_projections  # noqa: PLC0415
+    from orrery.cli.connect import connections  # noqa: PLC0415
+    from orrery.runtime.projections import checkpoints  # noqa: PLC0415
+    from orrery.runtime.projections.runner import consumer_name  # noqa: PLC0415
 
     async def main() -> None:
         settings = settings_mod.load()
@@ -85,6 +95,10 @@ def status() -> None:
 @app.command("rebuild")
 def rebuild_(name: str = typer.Argument(help="projection, e.g. canvas.boards")) -> None:
     """Replay the log into fresh tables, then switch them in (reads keep working meanwhile)."""
+    from orrery.cli.connect import connections  # noqa: PLC0415 - see the module's docstring
+    from orrery.events import default_registry  # noqa: PLC0415
+    from orrery.runtime.projections.rebuild import rebuild  # noqa: PLC0415
+
     projection = _find(name)
 
     async def main() -> int:
