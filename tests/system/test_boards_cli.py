@@ -197,11 +197,20 @@ def test_zones_cards_and_triggers(stack: Stack, tmp_path: Path) -> None:  # noqa
     [card] = [r for r in rows(out) if r[0] == "app/one"]
     assert wt["id"].startswith(card[1]) and card[2:4] == ["Review", "100,100"], out
     assert trigger in out and "offered" in out
+    out = ok(orrery(env, "board", "trigger", "flow", trigger[:8]))
+    assert f"trigger {trigger}  offered" in out and "prompt   Review one please" in out, out
+    fork = orrery(env, "board", "choose", "flow", trigger, "--action", "fork")
+    assert "(trigger.session_required)" in refused(fork)
+    out = ok(orrery(env, "board", "choose", "flow", trigger[:8], "--prompt", "Review one, briefly"))
+    assert f"trigger {trigger}  fired" in out and "prompt   Review one, briefly" in out, out
 
     # Off the trigger zone and back by repo/name: a new trigger only on entering again.
     out = ok(orrery(env, "board", "place", "flow", "app/one", "--at", "1000,1000"))
     assert out.strip() == "placed app/one at 1000,1000 in no zone"
-    ok(orrery(env, "board", "place", "flow", wt["id"][:13], "--at", "20,30"))
+    out = ok(orrery(env, "board", "place", "flow", wt["id"][:13], "--at", "20,30"))
+    again = re.search(r"trigger ([0-9a-f-]{36})", out)
+    assert again and again[1] != trigger, out
+    assert f"trigger {again[1]}  dismissed" in ok(orrery(env, "board", "dismiss", "flow", again[1]))
 
     # The zone with a pinned card: refused, the worktree listed, the choices said.
     result = orrery(env, "zone", "delete", "flow", "Review")

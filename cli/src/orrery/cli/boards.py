@@ -315,6 +315,78 @@ def board_place(
         console.print(f"trigger {trigger['id']}  {trigger['status']}")
 
 
+def _trigger_ref(client: Api, board: str, ref: str) -> str:
+    """A trigger's id from an id or a unique prefix of an open trigger's id."""
+    snap = client.call("GET", f"/api/boards/{_seg(board)}")
+    found = [t["id"] for t in snap["triggers"] if t["id"].startswith(ref)]
+    return found[0] if len(found) == 1 else ref
+
+
+def _print_trigger(trigger: dict[str, Any]) -> None:
+    console.print(f"trigger {trigger['id']}  {trigger['status']}")
+    if trigger.get("action"):
+        console.print(f"action   {trigger['action']}  session {trigger.get('session_id') or '-'}")
+    if trigger.get("prompt"):
+        console.print(f"prompt   {trigger['prompt']}")
+    if trigger["status"] == "failed":
+        console.print(f"[red]failed:[/] {trigger.get('message')} ({trigger.get('code')})")
+
+
+@board_app.command("trigger")
+def board_trigger(
+    board: str = typer.Argument(help="board id, id prefix or slug"),
+    trigger: str = typer.Argument(help="trigger id (or a prefix of an open one's)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """A zone trigger: requested, offered (with the rendered prompt), fired, failed, dismissed."""
+    client = api()
+    found = client.call(
+        "GET", f"/api/boards/{_seg(board)}/triggers/{_seg(_trigger_ref(client, board, trigger))}"
+    )
+    if as_json:
+        _print_json(found)
+        return
+    _print_trigger(found)
+
+
+@board_app.command("choose")
+def board_choose(  # noqa: PLR0917 - typer maps each option to a parameter
+    board: str = typer.Argument(help="board id, id prefix or slug"),
+    trigger: str = typer.Argument(help="trigger id (or a prefix of an open one's)"),
+    action: Literal["new_session", "prompt", "fork", "spawn"] = typer.Option(
+        "new_session", help="a new session, or prompt, fork or spawn --session"
+    ),
+    session: str | None = typer.Option(None, help="the session to prompt, fork or spawn from"),
+    prompt: str | None = typer.Option(None, help="instead of the rendered prompt"),
+    agent: str | None = typer.Option(None, help="instead of the zone's agent"),
+    model: str | None = typer.Option(None, help="instead of the zone's model"),
+    permission_mode: str | None = typer.Option(None, help="ask, auto or allow-all"),
+) -> None:
+    """Answer a show_picker trigger: what to run, on which session, with which prompt."""
+    client = api()
+    trigger_id = _trigger_ref(client, board, trigger)
+    body: dict[str, Any] = {"action": action}
+    extra = {"session": session, "prompt": prompt, "agent": agent, "model": model}
+    body |= {k: v for k, v in (extra | {"permission_mode": permission_mode}).items() if v}
+    fired = client.call(
+        "POST", f"/api/boards/{_seg(board)}/triggers/{_seg(trigger_id)}/choose", json=body
+    )
+    _print_trigger(fired)
+
+
+@board_app.command("dismiss")
+def board_dismiss(
+    board: str = typer.Argument(help="board id, id prefix or slug"),
+    trigger: str = typer.Argument(help="trigger id (or a prefix of an open one's)"),
+) -> None:
+    """Dismiss a show_picker trigger."""
+    client = api()
+    trigger_id = _trigger_ref(client, board, trigger)
+    _print_trigger(
+        client.call("POST", f"/api/boards/{_seg(board)}/triggers/{_seg(trigger_id)}/dismiss")
+    )
+
+
 @board_app.command("unpin")
 def board_unpin(
     board: str = typer.Argument(help="board id, id prefix or slug"),
