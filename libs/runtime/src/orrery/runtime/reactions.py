@@ -105,3 +105,19 @@ async def consume(  # noqa: PLR0917 - where to read, what to do, when to stop
                 continue
             with contextlib.suppress(*NATS_UNAVAILABLE):
                 await msg.ack()
+
+
+async def consume_claimed(  # noqa: PLR0917 - the lock, then what consume() needs
+    pool: asyncpg.Pool,
+    key: str,
+    js: JetStreamContext,
+    stream: str,
+    durable: str,
+    registry: Registry,
+    react: Callable[[Envelope[Event]], Awaitable[None]],
+    stop: asyncio.Event,
+) -> None:
+    """``consume`` while holding advisory lock ``key``: one instance reacts at a time."""
+    async with claimed(pool, key, stop) as held:
+        if held:
+            await consume(js, stream, durable, registry, react, stop)

@@ -32,7 +32,7 @@ from orrery.events.canvas import (
 from orrery.events.errors import Rejection
 from orrery.runtime import topology
 from orrery.runtime.commands.handling import CommandBus
-from orrery.runtime.reactions import claimed, consume, follow_up
+from orrery.runtime.reactions import consume_claimed, follow_up
 from orrery.templating import (
     BoardCtx,
     RepoCtx,
@@ -65,16 +65,16 @@ class CanvasReactor:
     worktree_wait_s: float = WORKTREE_WAIT_S
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with claimed(self.pool, LOCK_KEY, stop) as held:
-            if held:
-                await consume(
-                    self.js,
-                    subjects.event_stream("canvas"),
-                    topology.reactor_consumer_name("canvas"),
-                    self.registry,
-                    self.react,
-                    stop,
-                )
+        await consume_claimed(
+            self.pool,
+            LOCK_KEY,
+            self.js,
+            subjects.event_stream("canvas"),
+            topology.reactor_consumer_name("canvas"),
+            self.registry,
+            self.react,
+            stop,
+        )
 
     async def react(self, envelope: Envelope[Event]) -> None:
         if isinstance(envelope.event, ZoneTriggerRequested):

@@ -36,12 +36,12 @@ from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import ControllerRouterHandler
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from orrery.events import Command, Envelope, Event, Registry, subjects
+from orrery.events import Command, Envelope, Event, subjects
 from orrery.events import canvas as c
 from orrery.events.errors import EventsError
 from orrery.events.sessions import AgentSettings
+from orrery.gateway.api import ContextApi
 from orrery.gateway.canvas_model import (
     BoardOut,
     BoardSnapshot,
@@ -53,11 +53,10 @@ from orrery.gateway.canvas_model import (
     ZoneOut,
 )
 from orrery.gateway.errors import ApiError
-from orrery.gateway.readmodel import WorktreesReadModel
 from orrery.gateway.sessions import derived_id
 from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
-from orrery.runtime.commands.client import CommandClient, CommandFailed, CommandTimeout, Sent
+from orrery.runtime.commands.client import CommandFailed, CommandTimeout
 from orrery.runtime.errors import InfrastructureError
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
 
@@ -217,6 +216,15 @@ class ReactionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     emoji: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
+def _fields(body: msgspec.Struct, **replaced: Any) -> dict[str, Any]:
+    """A request body's fields as the contract's keyword arguments (same names), some replaced."""
+    return msgspec.structs.asdict(body) | replaced
+
+
+def _trigger(trigger: TriggerIn | None) -> c.ZoneTrigger | None:
+    return trigger.contract() if trigger is not None else None
+
+
 def slugify(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:64].strip("-")
@@ -226,33 +234,12 @@ def slugify(name: str) -> str:
 # --- the shared API object -------------------------------------------------------------------
 
 
-class CanvasApi:
-    def __init__(  # noqa: PLR0917 - what the handlers share
-        self,
-        client: CommandClient,
-        model: CanvasReadModel,
-        worktrees: WorktreesReadModel,
-        nc: Client,
-        js: JetStreamContext,
-        registry: Registry,
-    ) -> None:
-        self.client = client
-        self.model = model
-        self.worktrees = worktrees
-        self.nc = nc
-        self.js = js
-        self.registry = registry
-        self.presence = PresenceHub(nc)
+class CanvasApi(ContextApi[CanvasReadModel]):
+    """The canvas handlers' command client, read models, NATS and this gateway's presence."""
 
-    async def send(
-        self,
-        command: Command,
-        until: Callable[[Envelope[Event]], bool] | None = None,
-        actor: str = "anonymous",
-    ) -> Sent:
-        sent = await self.client.send(command, actor=actor, until=until, timeout=WAIT_S)
-        await self.model.caught_up(sent.last_sequence)
-        return sent
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.presence = PresenceHub(self.nc)
 
     async def board(self, ref: str) -> BoardOut:
         return await self.model.board(ref)
@@ -282,15 +269,7 @@ class BoardsController(Controller):
         board_id = derived_id(request, "board")
         await canvas.send(
             c.CreateBoard(
-                command_id=command_id(request),
-                board_id=board_id,
-                name=data.name,
-                slug=slug,
-                icon=data.icon,
-                color=data.color,
-                background_color=data.background_color,
-                description=data.description,
-                context=data.context,
+                command_id=command_id(request), board_id=board_id, **_fields(data, slug=slug)
             )
         )
         return Response(await canvas.model.board(board_id), status_code=HTTP_201_CREATED)
@@ -311,16 +290,7 @@ class BoardsController(Controller):
     ) -> BoardOut:
         board = await canvas.board(ref)
         await canvas.send(
-            c.UpdateBoard(
-                command_id=command_id(request),
-                board_id=board.id,
-                name=data.name,
-                icon=data.icon,
-                color=data.color,
-                background_color=data.background_color,
-                description=data.description,
-                context=data.context,
-            )
+            c.UpdateBoard(command_id=command_id(request), board_id=board.id, **_fields(data))
         )
         return await canvas.model.board(board.id)
 
@@ -344,18 +314,7 @@ class BoardsController(Controller):
             c.AddZone(
                 command_id=command_id(request),
                 board_id=board.id,
-                zone=c.Zone(
-                    zone_id=zone_id,
-                    label=data.label,
-                    x=data.x,
-                    y=data.y,
-                    width=data.width,
-                    height=data.height,
-                    border_color=data.border_color,
-                    background_color=data.background_color,
-                    locked=data.locked,
-                    trigger=data.trigger.contract() if data.trigger else None,
-                ),
+                zone=c.Zone(zone_id=zone_id, **_fields(data, trigger=_trigger(data.trigger))),
             )
         )
         return Response(await canvas.model.zone(board.id, zone_id), status_code=HTTP_201_CREATED)
@@ -375,16 +334,7 @@ class BoardsController(Controller):
                 command_id=command_id(request),
                 board_id=board.id,
                 zone_id=zone_id,
-                label=data.label,
-                x=data.x,
-                y=data.y,
-                width=data.width,
-                height=data.height,
-                border_color=data.border_color,
-                background_color=data.background_color,
-                locked=data.locked,
-                trigger=data.trigger.contract() if data.trigger else None,
-                clear_trigger=data.clear_trigger,
+                **_fields(data, trigger=_trigger(data.trigger)),
             )
         )
         return await canvas.model.zone(board.id, zone_id)
@@ -422,18 +372,7 @@ class BoardsController(Controller):
             c.AddNote(
                 command_id=command_id(request),
                 board_id=board.id,
-                note=c.Note(
-                    note_id=note_id,
-                    kind=data.kind,
-                    x=data.x,
-                    y=data.y,
-                    width=data.width,
-                    height=data.height,
-                    content=data.content,
-                    font_size=data.font_size,
-                    color=data.color,
-                    background_color=data.background_color,
-                ),
+                note=c.Note(note_id=note_id, **_fields(data)),
             )
         )
         snapshot = await canvas.model.snapshot(board.id)
@@ -455,7 +394,7 @@ class BoardsController(Controller):
                 command_id=command_id(request),
                 board_id=board.id,
                 note_id=note_id,
-                **msgspec.structs.asdict(data),
+                **_fields(data),
             )
         )
         return await canvas.model.snapshot(board.id)

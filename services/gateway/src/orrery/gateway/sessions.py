@@ -22,17 +22,15 @@ from litestar.params import Parameter
 from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import ControllerRouterHandler
-from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from orrery.events import Command, Envelope, Event, Registry, subjects
+from orrery.events import Envelope, Event, subjects
 from orrery.events import sessions as s
+from orrery.gateway.api import ContextApi
 from orrery.gateway.errors import ApiError
-from orrery.gateway.readmodel import WorktreesReadModel, caught_up
+from orrery.gateway.readmodel import caught_up
 from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
-from orrery.runtime.commands.client import CommandClient, Sent
 from orrery.runtime.eventstore.jetstream import decode_msg
 
 _ids = UUID7()
@@ -334,27 +332,8 @@ class SessionsReadModel:
         return Genealogy(session=me, ancestors=ancestors, children=await tree(me.id, 0))
 
 
-class SessionsApi:
-    def __init__(  # noqa: PLR0917 - what the handlers share
-        self,
-        client: CommandClient,
-        model: SessionsReadModel,
-        worktrees: WorktreesReadModel,
-        nc: Client,
-        js: JetStreamContext,
-        registry: Registry,
-    ) -> None:
-        self.client = client
-        self.model = model
-        self.worktrees = worktrees
-        self.nc = nc
-        self.js = js
-        self.registry = registry
-
-    async def send(self, command: Command, until: Any = None, timeout: float = WAIT_S) -> Sent:
-        sent = await self.client.send(command, actor="anonymous", until=until, timeout=timeout)
-        await self.model.caught_up(sent.last_sequence)
-        return sent
+class SessionsApi(ContextApi[SessionsReadModel]):
+    """The sessions handlers' command client, read models and NATS."""
 
 
 _NAMESPACE = uuid.UUID("7f0e1c52-3a8e-4c51-9d1c-0f6f3b7a2d10")

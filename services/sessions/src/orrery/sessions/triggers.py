@@ -23,7 +23,7 @@ from orrery.events.canvas import ZoneTriggerFired
 from orrery.events.errors import Rejection
 from orrery.runtime import topology
 from orrery.runtime.commands.handling import CommandBus
-from orrery.runtime.reactions import claimed, consume, follow_up
+from orrery.runtime.reactions import consume_claimed, follow_up
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,16 @@ class TriggerReactor:
     registry: Registry
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with claimed(self.pool, LOCK_KEY, stop) as held:
-            if held:
-                await consume(
-                    self.js,
-                    subjects.event_stream("canvas"),
-                    topology.foreign_consumer_name("sessions", "canvas"),
-                    self.registry,
-                    self.react,
-                    stop,
-                )
+        await consume_claimed(
+            self.pool,
+            LOCK_KEY,
+            self.js,
+            subjects.event_stream("canvas"),
+            topology.foreign_consumer_name("sessions", "canvas"),
+            self.registry,
+            self.react,
+            stop,
+        )
 
     async def react(self, envelope: Envelope[Event]) -> None:
         if not isinstance(envelope.event, ZoneTriggerFired):
