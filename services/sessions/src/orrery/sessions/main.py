@@ -17,12 +17,8 @@ from orrery.runtime.errors import ConfigurationError
 from orrery.runtime.service import ServiceSpec, Wiring
 from orrery.runtime.settings import Settings
 from orrery.sessions import pricing
-from orrery.sessions.agents.acp import AcpAgent, Gemini, OpenCode
-from orrery.sessions.agents.base import Provider
-from orrery.sessions.agents.builtin import BuiltinAgent
-from orrery.sessions.agents.claude_code import ClaudeCode
+from orrery.sessions.agents.base import Provider, Providers
 from orrery.sessions.agents.clis import find_cli
-from orrery.sessions.agents.codex import Codex
 from orrery.sessions.domain import session as d
 from orrery.sessions.projection import SessionsProjection, WorktreePathsProjection
 from orrery.sessions.runner import SessionRunner, WorktreePaths
@@ -74,20 +70,49 @@ def pinned_agent_bin() -> Path | None:
     return None
 
 
-def providers(home: Path) -> dict[str, Provider]:
-    """Every agent provider; the CLIs keep their state under ``home`` (``ORRERY_HOME/agents``)."""
+def providers(home: Path) -> Providers:
+    """Every agent provider, built on first use; the CLIs keep their state under ``home``
+    (``ORRERY_HOME/agents``)."""
     pinned = pinned_agent_bin()
 
     def cli(name: str) -> Path | None:
         return find_cli(os.environ, name, pinned)
 
-    return {
-        "builtin": BuiltinAgent(),
-        "claude-code": ClaudeCode(cli("claude")),
-        "gemini": AcpAgent("gemini", Gemini(), cli("gemini"), home),
-        "opencode": AcpAgent("opencode", OpenCode(), cli("opencode"), home),
-        "codex": Codex(cli("codex"), home / "codex"),
-    }
+    # Each provider's module (and its SDK) is imported when the first task needs it.
+    def builtin() -> Provider:
+        from orrery.sessions.agents.builtin import BuiltinAgent  # noqa: PLC0415
+
+        return BuiltinAgent()
+
+    def claude_code() -> Provider:
+        from orrery.sessions.agents.claude_code import ClaudeCode  # noqa: PLC0415
+
+        return ClaudeCode(cli("claude"))
+
+    def gemini() -> Provider:
+        from orrery.sessions.agents.acp import AcpAgent, Gemini  # noqa: PLC0415
+
+        return AcpAgent("gemini", Gemini(), cli("gemini"), home)
+
+    def opencode() -> Provider:
+        from orrery.sessions.agents.acp import AcpAgent, OpenCode  # noqa: PLC0415
+
+        return AcpAgent("opencode", OpenCode(), cli("opencode"), home)
+
+    def codex() -> Provider:
+        from orrery.sessions.agents.codex import Codex  # noqa: PLC0415
+
+        return Codex(cli("codex"), home / "codex")
+
+    return Providers(
+        {
+            "builtin": builtin,
+            "claude-code": claude_code,
+            "gemini": gemini,
+            "opencode": opencode,
+            "codex": codex,
+        }
+    )
 
 
 def _seconds(name: str, default: float) -> float:

@@ -61,7 +61,7 @@ from orrery.runtime.errors import RuntimeFailure
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
 from orrery.runtime.reactions import claimed, follow_up
 from orrery.sessions import pricing
-from orrery.sessions.agents.base import AgentIO, Provider, ProviderError, Turn
+from orrery.sessions.agents.base import AgentIO, Provider, ProviderError, Turn, built
 from orrery.sessions.domain.session import (
     PERMISSION_WINDOW,
     SESSION,
@@ -152,7 +152,7 @@ class SessionRunner:
             finally:
                 await self._shutdown()
                 await self.git.close()
-                for provider in self.providers.values():
+                for provider in built(self.providers).values():
                     with contextlib.suppress(Exception):
                         await provider.close()
 
@@ -184,7 +184,7 @@ class SessionRunner:
                 await self._handle(msg)
 
     async def _reap(self) -> None:
-        for name, provider in self.providers.items():
+        for name, provider in built(self.providers).items():
             try:
                 await provider.reap(self.idle_timeout)
             except Exception:

@@ -8,7 +8,7 @@ provider cleans up (closes streams, kills processes) on ``CancelledError``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -89,3 +89,32 @@ class Provider(Protocol):
         """End the CLI processes no task has used for ``idle_s`` seconds (a session's next task
         starts a new one, which resumes the CLI's session)."""
         ...
+
+
+class Providers(Mapping[str, Provider]):
+    """The providers by agent name, each built the first time a task needs it: a provider's SDK
+    or protocol client loads then, not when the service starts (the anthropic and openai SDKs
+    alone take seconds to import and tens of MB)."""
+
+    def __init__(self, factories: Mapping[str, Callable[[], Provider]]) -> None:
+        self._factories = dict(factories)
+        self._built: dict[str, Provider] = {}
+
+    def __getitem__(self, name: str) -> Provider:
+        if name not in self._built:
+            self._built[name] = self._factories[name]()
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)
+
+    def __len__(self) -> int:
+        return len(self._factories)
+
+    def built(self) -> dict[str, Provider]:
+        """The providers built so far (what there is to reap or close)."""
+        return dict(self._built)
+
+
+def built(providers: Mapping[str, Provider]) -> Mapping[str, Provider]:
+    return providers.built() if isinstance(providers, Providers) else providers
