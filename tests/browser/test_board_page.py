@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,34 +20,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 import pytest
 from orrery.runtime.infra.ports import free_port
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts tests/ on sys.path
     from tests.gitrepos import GIT_ENV, free_port_block, make_repo
 else:
     from gitrepos import GIT_ENV, free_port_block, make_repo
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert shutil.which(CHROMIUM), "Debian's chromium is missing: `make test` installs it"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _health(url: str) -> dict[str, Any] | None:
