@@ -184,6 +184,24 @@ def test_two_viewers_share_a_board(
     shots = Path(os.environ.get("ORRERY_SCREENSHOTS", tmp_path))
     ada.screenshot(path=str(shots / "board.png"))
     bob.screenshot(path=str(shots / "board-bob.png"))
+
+    # Bob deletes the zone (right-click): the page asks what happens to the pinned card; he keeps
+    # it, and both pages still show it, unpinned, where it was.
+    zone_box = bob.locator(".orrery-zone").bounding_box()
+    assert zone_box
+    bob.mouse.click(zone_box["x"] + 20, zone_box["y"] + 10, button="right")
+    expect(bob.get_by_text("1 card(s) are pinned to this zone")).to_be_visible(timeout=10_000)
+    bob.get_by_role("button", name="Unpin cards (keep them)").click()
+    for page in (ada, bob):
+        expect(page.get_by_text("Review lane")).to_have_count(0, timeout=10_000)
+        expect(page.get_by_test_id(card_id)).to_be_visible()
+    after = api.get(f"/api/boards/{slug}").json()
+    kept = next(c for c in after["cards"] if c["worktree_id"] == worktree_id)
+    assert kept["zone_id"] is None and (kept["abs_x"], kept["abs_y"]) == (
+        card["abs_x"],
+        card["abs_y"],
+    )
+    assert after["zones"] == []
     assert errors == []
 
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   offeredTrigger,
+  pinnedTo,
   reduceBoard,
   zonesInOrder,
   type BoardState,
@@ -73,6 +74,13 @@ describe('reduceBoard', () => {
     }))!;
     expect(s.cards.w2).toMatchObject({ abs_x: 900, abs_y: 900, zone_id: null, width: 200 });
     expect(s.seq).toBe(7);
+  });
+
+  it('lists the cards pinned to a zone (what deleting it asks about)', () => {
+    let s = start();
+    expect(pinnedTo(s, 'z1').map((c) => c.worktree_id)).toEqual(['w1']);
+    s = reduceBoard(s, ev(6, 'canvas.CardUnpinned', { worktree_id: 'w1', zone_id: 'z1', x: 110, y: 70 }))!;
+    expect(pinnedTo(s, 'z1')).toEqual([]);
   });
 
   it('adds zones on top, and updating a zone carries its pinned cards', () => {

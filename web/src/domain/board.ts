@@ -273,3 +273,8 @@ export function offeredTrigger(state: BoardState | null): TriggerState | null {
 export function zonesInOrder(state: BoardState): ZoneState[] {
   return Object.values(state.zones).sort((a, b) => a.z - b.z || a.id.localeCompare(b.id));
 }
+
+/** The cards pinned to a zone (what deleting it would unpin or remove). */
+export function pinnedTo(board: BoardState, zoneId: string): CardState[] {
+  return Object.values(board.cards).filter((card) => card.zone_id === zoneId);
+}

@@ -78,3 +78,5 @@ export const chooseTrigger = (slug: string, triggerId: string, prompt: string) =
   });
 export const dismissTrigger = (slug: string, triggerId: string) =>
   call<unknown>('POST', `${board(slug)}/triggers/${encodeURIComponent(triggerId)}/dismiss`);
+export const deleteZone = (slug: string, zoneId: string, cards: 'refuse' | 'unpin' | 'remove') =>
+  call<unknown>('DELETE', `${board(slug)}/zones/${encodeURIComponent(zoneId)}?cards=${cards}`);

@@ -44,6 +44,7 @@ import { BoardSocket, type ServerFrame } from '../transport/boardSocket';
 import { addZone, listWorktrees, placeCard, type Worktree } from '../transport/canvas';
 import { nodeTypes } from './nodes';
 import { TriggerPicker } from './TriggerPicker';
+import { ZoneDelete } from './ZoneDelete';
 
 const PRESENCE_FRAMES = new Set(['presence', 'joined', 'left', 'cursor', 'drag', 'event']);
 
@@ -212,6 +213,7 @@ function Board({ slug, name }: { slug: string; name: string }) {
   const [nodes, setNodes] = useState<BoardNode[]>([]);
   const [reset, setReset] = useState(0);
   const [worktrees, setWorktrees] = useState<Worktree[]>([]);
+  const [deleting, setDeleting] = useState<string | null>(null);
   const socket = useRef<BoardSocket | null>(null);
   const wrapper = useRef<HTMLDivElement | null>(null);
   const toast = useRef(message);
@@ -368,6 +370,12 @@ function Board({ slug, name }: { slug: string; name: string }) {
           onNodesChange={onNodesChange}
           onNodeDrag={onNodeDrag}
           onNodeDragStop={onNodeDragStop}
+          onNodeContextMenu={(event, node) => {
+            const parsed = parseNodeId(node.id);
+            if (parsed?.kind !== 'zone') return;
+            event.preventDefault();
+            setDeleting(parsed.id);
+          }}
           elevateNodesOnSelect={false}
           minZoom={0.1}
           fitView
@@ -379,6 +387,7 @@ function Board({ slug, name }: { slug: string; name: string }) {
         </ReactFlow>
       </div>
       <TriggerPicker slug={slug} trigger={offered} />
+      <ZoneDelete slug={slug} board={board} zoneId={deleting} onClose={() => setDeleting(null)} />
     </div>
   );
 }
