@@ -4,85 +4,38 @@ the mouse moves it on the server."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from orrery.runtime.infra.ports import free_port
 from playwright.sync_api import Browser, Page, expect
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts tests/ on sys.path
     from tests.gitrepos import GIT_ENV, free_port_block, make_repo
+    from tests.system.stackctl import start, stop, until, wait_healthy
 else:
     from gitrepos import GIT_ENV, free_port_block, make_repo
-
-T = TypeVar("T")
-
-
-def _health(url: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())  # type: ignore[no-any-return]
-    except (OSError, ValueError):
-        return None
+    from system.stackctl import start, stop, until, wait_healthy
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[str]:
     """One `orrery up` for the file, with git and worktree ports as the system tests use."""
     assert (repo_root / "web" / "dist" / "index.html").is_file(), "build the UI: make test does"
-    home = tmp_path_factory.mktemp("home")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ORRERY_")},
-        **GIT_ENV,
-        "ORRERY_HOME": str(home),
-        "ORRERY_PORT": str(port),
-        "ORRERY_NATS_PORT": str(free_port()),
-        "ORRERY_POSTGRES_PORT": str(free_port()),
-        "ORRERY_PORT_BASE": str(free_port_block(30)),
-    }
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "orrery"), "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    proc, env = start(
+        tmp_path_factory.mktemp("home"),
+        extra={**GIT_ENV, "ORRERY_PORT_BASE": str(free_port_block(30))},
     )
-    url = f"http://127.0.0.1:{port}"
+    port = int(env["ORRERY_PORT"])
     try:
-        deadline = time.monotonic() + 60
-        while (body := _health(url)) is None or body.get("status") != "ok":
-            assert proc.poll() is None and time.monotonic() < deadline, f"not healthy: {body}"
-            time.sleep(0.05)
-        yield url
+        wait_healthy(proc, port, timeout=60)
+        yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0, out
-
-
-def until(probe: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+        stop(proc)
 
 
 def viewer(browser: Browser, url: str, name: str, errors: list[str]) -> Page:
@@ -168,7 +121,7 @@ def test_two_viewers_share_a_board(
         card = next(c for c in cards if c["worktree_id"] == worktree_id)
         return card if (card["abs_x"], card["abs_y"]) != (700, 50) else None
 
-    card = until(moved)
+    card = until(moved, 15.0)
     assert card["zone_id"] == zone_id
     assert card["abs_x"] < 600
 
@@ -180,7 +133,7 @@ def test_two_viewers_share_a_board(
         box = bob.get_by_test_id(card_id).bounding_box()
         return bool(box and box["x"] < bob_zone["x"] + bob_zone["width"])
 
-    until(inside_on_bob)
+    until(inside_on_bob, 15.0)
     shots = Path(os.environ.get("ORRERY_SCREENSHOTS", tmp_path))
     ada.screenshot(path=str(shots / "board.png"))
     bob.screenshot(path=str(shots / "board-bob.png"))
