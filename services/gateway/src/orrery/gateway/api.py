@@ -3,15 +3,25 @@ read model (and the worktrees one, which every context resolves names against), 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar
 
+import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from orrery.events import Command, Registry
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from orrery.events import Command, Envelope, Event, Registry, subjects
+from orrery.events.errors import EventsError
 from orrery.gateway.readmodel import WorktreesReadModel
 from orrery.runtime.commands.client import CommandClient, Sent
+from orrery.runtime.eventstore.jetstream import decode_msg
+
+log = logging.getLogger(__name__)
 
 WAIT_S = 30.0
+_encoder = msgspec.json.Encoder()
 
 
 class ReadModel(Protocol):
@@ -50,3 +60,48 @@ class ContextApi(Generic[M]):
         sent = await self.client.send(command, actor=actor, until=until, timeout=timeout)
         await self.model.caught_up(sent.last_sequence)
         return sent
+
+
+def event_frame(envelope: Envelope[Event]) -> bytes:
+    """A stored event as a live view's ``event`` frame."""
+    return _encoder.encode(
+        {
+            "type": "event",
+            "seq": envelope.sequence,
+            "event_type": envelope.type,
+            "event": envelope.event,
+            "occurred_at": envelope.occurred_at.isoformat(),
+            "actor": envelope.actor,
+        }
+    )
+
+
+async def follow(  # noqa: PLR0917 - which aggregate, from where, to whom
+    js: JetStreamContext,
+    registry: Registry,
+    ctx: str,
+    kind: str,
+    aggregate_id: str,
+    after: int,
+    deliver: Callable[[bytes], Awaitable[None]],
+) -> Any:
+    """One aggregate's stored events with a stream sequence above ``after``, then live, each as
+    an ``event`` frame (an ordered consumer: no gap, no duplicate). Returns the subscription."""
+
+    async def on_event(msg: Msg) -> None:
+        try:
+            envelope: Envelope[Event] = decode_msg(registry, msg)
+        except EventsError as exc:
+            log.error("cannot decode %s: %r", msg.subject, exc)
+            return
+        await deliver(event_frame(envelope))
+
+    return await js.subscribe(
+        subjects.event_subject(ctx, kind, aggregate_id),
+        stream=subjects.event_stream(ctx),
+        ordered_consumer=True,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+        ),
+        cb=on_event,
+    )

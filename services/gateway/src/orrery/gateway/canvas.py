@@ -36,12 +36,10 @@ from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import ControllerRouterHandler
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from orrery.events import Command, Envelope, Event, subjects
+from orrery.events import Command, subjects
 from orrery.events import canvas as c
-from orrery.events.errors import EventsError
 from orrery.events.sessions import AgentSettings
-from orrery.gateway.api import ContextApi
+from orrery.gateway.api import ContextApi, follow
 from orrery.gateway.canvas_model import (
     BoardOut,
     BoardSnapshot,
@@ -58,7 +56,7 @@ from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.client import CommandFailed, CommandTimeout
 from orrery.runtime.errors import InfrastructureError
-from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
+from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -983,33 +981,11 @@ async def board_stream(socket: WebSocket[Any, Any, Any], ref: str, canvas: Canva
         )
     )
 
-    async def on_event(msg: Msg) -> None:
-        try:
-            envelope: Envelope[Event] = decode_msg(canvas.registry, msg)
-        except EventsError as exc:
-            log.error("cannot decode %s: %r", msg.subject, exc)
-            return
-        frame = {
-            "type": "event",
-            "seq": envelope.sequence,
-            "event_type": envelope.type,
-            "event": envelope.event,
-            "occurred_at": envelope.occurred_at,
-            "actor": envelope.actor,
-        }
-        viewer.durable(_encoder.encode(frame))
+    async def deliver(frame: bytes) -> None:
+        viewer.durable(frame)
 
     canvas.presence.attach(board.id, viewer.connection, viewer.ephemeral)
-    durable = await canvas.js.subscribe(
-        subjects.event_subject("canvas", "board", board.id),
-        stream=subjects.event_stream("canvas"),
-        ordered_consumer=True,
-        config=ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=after + 1,
-        ),
-        cb=on_event,
-    )
+    durable = await follow(canvas.js, canvas.registry, "canvas", "board", board.id, after, deliver)
     await canvas.presence.publish(viewer._stamp(viewer.me))
     tasks = [asyncio.create_task(viewer.pump()), asyncio.create_task(viewer.listen())]
     try:

@@ -23,15 +23,13 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import ControllerRouterHandler
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from orrery.events import Envelope, Event, subjects
+from orrery.events import Event, subjects
 from orrery.events import sessions as s
-from orrery.gateway.api import ContextApi
+from orrery.gateway.api import ContextApi, follow
 from orrery.gateway.errors import ApiError
 from orrery.gateway.readmodel import caught_up
 from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
-from orrery.runtime.eventstore.jetstream import decode_msg
 
 _ids = UUID7()
 _decode = msgspec.json.decode
@@ -682,29 +680,9 @@ async def session_stream(
         with contextlib.suppress(asyncio.QueueFull):
             out.put_nowait(b'{"type":"delta","delta":' + msg.data + b"}")
 
-    async def on_event(msg: Msg) -> None:
-        envelope: Envelope[Event] = decode_msg(sessions.registry, msg)
-        frame = {
-            "type": "event",
-            "seq": envelope.sequence,
-            "event_type": envelope.type,
-            "event": msgspec.to_builtins(envelope.event),
-            "occurred_at": envelope.occurred_at.isoformat(),
-            "actor": envelope.actor,
-        }
-        await out.put(_encoder.encode(frame))
-
     live = await sessions.nc.subscribe(f"sessions.live.{subjects.token(session.id)}", cb=on_delta)
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
-        opt_start_seq=after + 1 if after else None,
-    )
-    durable = await sessions.js.subscribe(
-        subjects.event_subject("sessions", "session", session.id),
-        stream=subjects.event_stream("sessions"),
-        ordered_consumer=True,
-        config=config,
-        cb=on_event,
+    durable = await follow(
+        sessions.js, sessions.registry, "sessions", "session", session.id, after, out.put
     )
 
     async def pump() -> None:
