@@ -12,9 +12,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from orrery.runtime.infra.ports import free_port
+
+if TYPE_CHECKING:  # mypy sees the repo root; pytest puts tests/ on sys.path
+    from tests.gitrepos import GIT_ENV, free_port_block
+else:
+    from gitrepos import GIT_ENV, free_port_block
 
 ORRERY = str(Path(sys.executable).parent / "orrery")
 
@@ -47,6 +52,17 @@ def start(
         [ORRERY, "up", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     return proc, env
+
+
+def with_model(model_url: str, ports: int = 20) -> dict[str, str]:
+    """A stack's extra environment: the built-in agent on the scripted model server at
+    ``model_url``, a git identity, and a free block of ``ports`` for the worktrees."""
+    return {
+        **GIT_ENV,
+        "ANTHROPIC_BASE_URL": model_url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "ORRERY_PORT_BASE": str(free_port_block(ports)),
+    }
 
 
 def wait_healthy(proc: subprocess.Popen[str], port: int, timeout: float) -> dict[str, object]:

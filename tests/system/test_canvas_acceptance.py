@@ -25,13 +25,11 @@ import websockets
 from orrery.modelserver import ScriptedModelServer
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
-    from tests.gitrepos import GIT_ENV, free_port_block
     from tests.gitrepos import make_repo as make_test_repo
-    from tests.system.stackctl import orrery, start, stop, until, wait_healthy
+    from tests.system.stackctl import orrery, start, stop, until, wait_healthy, with_model
 else:
-    from gitrepos import GIT_ENV, free_port_block
     from gitrepos import make_repo as make_test_repo
-    from stackctl import orrery, start, stop, until, wait_healthy
+    from stackctl import orrery, start, stop, until, wait_healthy, with_model
 
 pytestmark = pytest.mark.system
 
@@ -94,12 +92,7 @@ def test_the_canvas_end_to_end(tmp_path: Path) -> None:  # noqa: PLR0915 - one s
     with ScriptedModelServer(SCRIPT) as model:
         proc, env = start(
             tmp_path / "home",
-            extra={
-                **GIT_ENV,
-                "ANTHROPIC_BASE_URL": model.url,
-                "ANTHROPIC_API_KEY": "test-key",
-                "ORRERY_PORT_BASE": str(free_port_block(30)),
-            },
+            extra=with_model(model.url, 30),
         )
         port = int(env["ORRERY_PORT"])
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
