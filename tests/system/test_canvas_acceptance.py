@@ -281,6 +281,24 @@ def test_the_canvas_end_to_end(tmp_path: Path) -> None:  # noqa: PLR0915 - one s
             assert reacted["reactions"] == [{"emoji": "👍", "users": ["anonymous"]}]
             assert [r["content"] for r in reacted["replies"]] == ["ok"]
 
+            # Notes: a markdown sticky added, edited; a text added and deleted; a bad width refused.
+            note = api.post(
+                "/api/boards/sprint-1/notes", json={"x": 10, "y": 900, "content": "# Plan"}
+            )
+            assert note.status_code == 201, note.text
+            assert (note.json()["kind"], note.json()["content"]) == ("markdown", "# Plan")
+            edited = api.patch(
+                f"/api/boards/sprint-1/notes/{note.json()['id']}", json={"content": "# Plan B"}
+            ).json()
+            assert [n["content"] for n in edited["notes"]] == ["# Plan B"]
+            text = api.post(
+                "/api/boards/sprint-1/notes", json={"kind": "text", "x": 0, "y": 0, "content": "x"}
+            ).json()
+            gone = api.delete(f"/api/boards/sprint-1/notes/{text['id']}").json()
+            assert [n["id"] for n in gone["notes"]] == [note.json()["id"]]
+            narrow = api.post("/api/boards/sprint-1/notes", json={"x": 0, "y": 0, "width": 900})
+            assert narrow.status_code == 422 and narrow.json()["code"] == "canvas.invalid_size"
+
             # Resuming the board socket after a seq: exactly the events after it, in order.
             last = api.get("/api/boards/sprint-1").json()["seq"]
 

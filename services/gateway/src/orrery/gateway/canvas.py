@@ -373,9 +373,7 @@ class BoardsController(Controller):
                 note=c.Note(note_id=note_id, **_fields(data)),
             )
         )
-        snapshot = await canvas.model.snapshot(board.id)
-        note = next(n for n in snapshot.notes if n.id == note_id)
-        return Response(note, status_code=HTTP_201_CREATED)
+        return Response(await canvas.model.note(board.id, note_id), status_code=HTTP_201_CREATED)
 
     @patch("/{ref:str}/notes/{note_id:str}", summary="Move, resize or edit a note")
     async def update_note(

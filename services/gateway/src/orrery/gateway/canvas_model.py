@@ -407,6 +407,12 @@ class CanvasReadModel:
             raise ApiError(404, "zone.not_found", f"no zone {zone_id!r} on this board")
         return zone_out(rows[0])
 
+    async def note(self, board_id: str, note_id: str) -> NoteOut:
+        rows = await self._fetch(_NOTES + " AND note_id = $2", board_id, note_id)
+        if not rows:
+            raise ApiError(404, "note.not_found", f"no note {note_id!r} on this board")
+        return note_out(rows[0])
+
     async def card(self, board_id: str, worktree_id: str) -> CardOut:
         rows = await self._fetch(_CARDS + " AND c.worktree_id = $2", board_id, worktree_id)
         if not rows:
