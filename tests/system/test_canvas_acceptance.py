@@ -280,6 +280,20 @@ def test_the_canvas_end_to_end(tmp_path: Path) -> None:  # noqa: PLR0915 - one s
             ).json()
             assert reacted["reactions"] == [{"emoji": "👍", "users": ["anonymous"]}]
             assert [r["content"] for r in reacted["replies"]] == ["ok"]
+            thread = f"/api/boards/sprint-1/comments/{root['id']}"
+            assert api.post(f"{thread}/resolve").json()["resolved"] is True
+            assert api.post(f"{thread}/reopen").json()["resolved"] is False
+            moved = api.patch(thread, json={"content": "Why here, really?",
+                              "anchor": {"kind": "board", "x": 1, "y": 2}}).json()  # fmt: skip
+            assert (moved["content"], moved["edited"], moved["anchor"]["kind"]) == (
+                "Why here, really?",
+                True,
+                "board",
+            )
+            assert moved["replies"][0]["anchor"] == moved["anchor"]
+            spare = api.post("/api/boards/sprint-1/comments", json={"content": "tmp"}).json()
+            left = api.delete(f"/api/boards/sprint-1/comments/{spare['id']}").json()
+            assert [c["id"] for c in left["comments"]] == [root["id"]]
 
             # Notes: a markdown sticky added, edited; a text added and deleted; a bad width refused.
             note = api.post(
