@@ -82,6 +82,19 @@ export type OrreryMessage =
   | EnvironmentLogsFetched
   | GitStateRequested
   | GitStateCaptured
+  | UserCreated
+  | UserUpdated
+  | UserRoleChanged
+  | UserPasswordChanged
+  | UserDeleted
+  | LoginStarted
+  | LoginRefreshed
+  | LoginEnded
+  | ApiKeyCreated
+  | ApiKeyRevoked
+  | SecretSet
+  | SecretCleared
+  | DefaultsSet
   | CreateBoard
   | RenameBoard
   | UpdateBoard
@@ -125,7 +138,20 @@ export type OrreryMessage =
   | StartEnvironment
   | StopEnvironment
   | FetchEnvironmentLogs
-  | CaptureGitState;
+  | CaptureGitState
+  | CreateUser
+  | UpdateUser
+  | ChangeRole
+  | ChangePassword
+  | DeleteUser
+  | StartLogin
+  | RefreshLogin
+  | EndLogin
+  | CreateApiKey
+  | RevokeApiKey
+  | SetSecret
+  | ClearSecret
+  | SetDefaults;
 
 /**
  * A command that was decoded and decided on, and refused. Appended to the context's stream
@@ -972,6 +998,121 @@ export interface GitStateCaptured {
   error?: string | null;
   [k: string]: unknown;
 }
+export interface UserCreated {
+  type: "gateway.UserCreated";
+  user_id: string;
+  email: string;
+  name: string;
+  role: "admin" | "member" | "owner" | "viewer";
+  password_hash: string;
+  emoji?: string;
+  [k: string]: unknown;
+}
+export interface UserUpdated {
+  type: "gateway.UserUpdated";
+  user_id: string;
+  name: string;
+  emoji: string;
+  [k: string]: unknown;
+}
+export interface UserRoleChanged {
+  type: "gateway.UserRoleChanged";
+  user_id: string;
+  role: "admin" | "member" | "owner" | "viewer";
+  [k: string]: unknown;
+}
+export interface UserPasswordChanged {
+  type: "gateway.UserPasswordChanged";
+  user_id: string;
+  password_hash: string;
+  [k: string]: unknown;
+}
+export interface UserDeleted {
+  type: "gateway.UserDeleted";
+  user_id: string;
+  [k: string]: unknown;
+}
+/**
+ * A sign-in: a refresh-token family. ``refresh_hash`` is the digest of its current token.
+ */
+export interface LoginStarted {
+  type: "gateway.LoginStarted";
+  user_id: string;
+  login_id: string;
+  refresh_hash: string;
+  expires_at: string;
+  client?: string;
+  [k: string]: unknown;
+}
+/**
+ * The refresh token was used and replaced (rotation): the old one is spent.
+ */
+export interface LoginRefreshed {
+  type: "gateway.LoginRefreshed";
+  user_id: string;
+  login_id: string;
+  refresh_hash: string;
+  expires_at: string;
+  [k: string]: unknown;
+}
+/**
+ * ``reused``: a spent refresh token was presented again, so the whole family ends (one of
+ *     the two holders is not the user).
+ */
+export interface LoginEnded {
+  type: "gateway.LoginEnded";
+  user_id: string;
+  login_id: string;
+  reason: "logout" | "reused" | "revoked";
+  [k: string]: unknown;
+}
+export interface ApiKeyCreated {
+  type: "gateway.ApiKeyCreated";
+  user_id: string;
+  key_id: string;
+  name: string;
+  prefix: string;
+  key_hash: string;
+  role?: ("admin" | "member" | "owner" | "viewer") | null;
+  [k: string]: unknown;
+}
+export interface ApiKeyRevoked {
+  type: "gateway.ApiKeyRevoked";
+  user_id: string;
+  key_id: string;
+  [k: string]: unknown;
+}
+export interface SecretSet {
+  type: "gateway.SecretSet";
+  user_id: string;
+  kind: "api_key" | "env";
+  name: string;
+  sealed: string;
+  [k: string]: unknown;
+}
+export interface SecretCleared {
+  type: "gateway.SecretCleared";
+  user_id: string;
+  kind: "api_key" | "env";
+  name: string;
+  [k: string]: unknown;
+}
+export interface DefaultsSet {
+  type: "gateway.DefaultsSet";
+  user_id: string;
+  agent: string;
+  defaults: AgentDefaults;
+  [k: string]: unknown;
+}
+/**
+ * A user's defaults for new sessions of one agent (``None``: the agent's own default).
+ */
+export interface AgentDefaults {
+  model?: string | null;
+  permission_mode?: string | null;
+  thinking?: string | null;
+  [k: string]: unknown;
+}
 export interface CreateBoard {
   type: "canvas.CreateBoard";
   board_id: string;
@@ -1432,6 +1573,120 @@ export interface CaptureGitState {
   type: "worktrees.CaptureGitState";
   worktree_id: string;
   purpose?: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface CreateUser {
+  type: "gateway.CreateUser";
+  user_id: string;
+  email: string;
+  name: string;
+  role: "admin" | "member" | "owner" | "viewer";
+  password_hash: string;
+  emoji?: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface UpdateUser {
+  type: "gateway.UpdateUser";
+  user_id: string;
+  name?: string | null;
+  emoji?: string | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ChangeRole {
+  type: "gateway.ChangeRole";
+  user_id: string;
+  role: "admin" | "member" | "owner" | "viewer";
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ChangePassword {
+  type: "gateway.ChangePassword";
+  user_id: string;
+  password_hash: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface DeleteUser {
+  type: "gateway.DeleteUser";
+  user_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface StartLogin {
+  type: "gateway.StartLogin";
+  user_id: string;
+  login_id: string;
+  refresh_hash: string;
+  expires_at: string;
+  client?: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Rotate: ``presented_hash`` must be the family's current token; a spent one ends the
+ *     family (``LoginEnded(reused)``) and the command is answered with that event.
+ */
+export interface RefreshLogin {
+  type: "gateway.RefreshLogin";
+  user_id: string;
+  login_id: string;
+  presented_hash: string;
+  refresh_hash: string;
+  expires_at: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface EndLogin {
+  type: "gateway.EndLogin";
+  user_id: string;
+  login_id: string;
+  reason?: "logout" | "reused" | "revoked";
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface CreateApiKey {
+  type: "gateway.CreateApiKey";
+  user_id: string;
+  key_id: string;
+  name: string;
+  prefix: string;
+  key_hash: string;
+  role?: ("admin" | "member" | "owner" | "viewer") | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface RevokeApiKey {
+  type: "gateway.RevokeApiKey";
+  user_id: string;
+  key_id: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface SetSecret {
+  type: "gateway.SetSecret";
+  user_id: string;
+  kind: "api_key" | "env";
+  name: string;
+  sealed: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface ClearSecret {
+  type: "gateway.ClearSecret";
+  user_id: string;
+  kind: "api_key" | "env";
+  name: string;
+  command_id: string;
+  [k: string]: unknown;
+}
+export interface SetDefaults {
+  type: "gateway.SetDefaults";
+  user_id: string;
+  agent: string;
+  defaults: AgentDefaults;
   command_id: string;
   [k: string]: unknown;
 }

@@ -41,6 +41,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     web_dir: Path | None = None
     log_level: str = "INFO"
     event_loop: EventLoop = "uvloop"
+    auth: str = ""  # ORRERY_AUTH: anonymous (loopback only) | required | "" (by the host)
+    public_url: str | None = None  # how agents reach the gateway (its MCP server)
+
+    @property
+    def gateway_url(self) -> str:
+        """Where agents and tools on this machine reach the gateway."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     def require_urls(self) -> tuple[str, str]:
         """A service run alone needs both URLs; only ``orrery up`` starts its own servers."""
@@ -84,4 +94,6 @@ def load(env: dict[str, str] | None = None) -> Settings:
         web_dir=Path(web) if web else None,
         log_level=e.get("ORRERY_LOG_LEVEL", "INFO").upper(),
         event_loop=cast("EventLoop", event_loop),
+        auth=e.get("ORRERY_AUTH", "").strip().lower(),
+        public_url=e.get("ORRERY_PUBLIC_URL") or None,
     )

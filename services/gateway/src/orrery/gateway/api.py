@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from orrery.events import Command, Envelope, Event, Registry, subjects
 from orrery.events.errors import EventsError
+from orrery.gateway import auth
 from orrery.gateway.readmodel import WorktreesReadModel
 from orrery.runtime.commands.client import CommandClient, Sent
 from orrery.runtime.eventstore.jetstream import decode_msg
@@ -53,11 +54,13 @@ class ContextApi(Generic[M]):
         command: Command,
         until: Any = None,
         timeout: float = WAIT_S,
-        actor: str = "anonymous",
+        actor: str | None = None,
     ) -> Sent:
         """Send ``command``, wait for its outcome (and ``until``), then until the read model
         shows it: what the handler reads next includes the change."""
-        sent = await self.client.send(command, actor=actor, until=until, timeout=timeout)
+        sent = await self.client.send(
+            command, actor=actor or auth.actor(), until=until, timeout=timeout
+        )
         await self.model.caught_up(sent.last_sequence)
         return sent
 

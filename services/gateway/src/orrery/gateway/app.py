@@ -10,12 +10,14 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
-from orrery.gateway import errors
+from orrery.gateway import auth, errors
 from orrery.gateway.canvas import ROUTES as CANVAS_ROUTES
 from orrery.gateway.canvas import CanvasApi
 from orrery.gateway.health import HealthMonitor, HealthReport
 from orrery.gateway.sessions import ROUTES as SESSION_ROUTES
 from orrery.gateway.sessions import SessionsApi
+from orrery.gateway.users import ROUTES as USER_ROUTES
+from orrery.gateway.users import UsersApi
 from orrery.gateway.worktrees import ReposController, WorktreesApi, WorktreesController
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -27,8 +29,15 @@ def create_app(
     worktrees: WorktreesApi | None = None,
     sessions: SessionsApi | None = None,
     canvas: CanvasApi | None = None,
+    *,
+    users: UsersApi | None = None,
 ) -> Litestar:
-    @get("/healthz", summary="State of NATS, PostgreSQL and each service", tags=["health"])
+    @get(
+        "/healthz",
+        summary="State of NATS, PostgreSQL and each service",
+        tags=["health"],
+        opt={"public": True},
+    )
     async def healthz() -> Response[HealthReport]:
         report = await monitor.report()
         return Response(report, status_code=200 if report.status == "ok" else 503)
@@ -44,11 +53,21 @@ def create_app(
     if canvas is not None:
         handlers += CANVAS_ROUTES
         dependencies["canvas"] = Provide(lambda: canvas, use_cache=True, sync_to_thread=False)
+    guards = []
+    if users is not None:
+        handlers += USER_ROUTES
+        dependencies["users"] = Provide(lambda: users, use_cache=True, sync_to_thread=False)
+        guards.append(auth.make_guard(users.authenticator))
     if web_dir is not None and (web_dir / "index.html").is_file():
-        handlers.append(create_static_files_router(path="/", directories=[web_dir], html_mode=True))
+        handlers.append(
+            create_static_files_router(
+                path="/", directories=[web_dir], html_mode=True, opt={"public": True}
+            )
+        )
     return Litestar(
         route_handlers=handlers,
         dependencies=dependencies,
+        guards=guards,
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title="Orrery", version="0.1.0", path="/schema"),
         request_max_body_size=MAX_BODY_BYTES,

@@ -39,6 +39,7 @@ from nats.aio.msg import Msg
 from orrery.events import Command, subjects
 from orrery.events import canvas as c
 from orrery.events.sessions import AgentSettings
+from orrery.gateway import auth
 from orrery.gateway.api import ContextApi, follow
 from orrery.gateway.canvas_model import (
     BoardOut,
@@ -836,12 +837,14 @@ class _Socket:
         self.out: asyncio.Queue[bytes] = asyncio.Queue(maxsize=OUT_QUEUE)
         params = socket.query_params
         self.connection = _ids.new()
-        name = (params.get("name") or "").strip()[:80]
+        self.principal = auth.current.get() or auth.Principal("system", "viewer", "anonymous")
+        name = self.principal.name if self.principal.kind != "anonymous" else ""
+        name = name or (params.get("name") or "").strip()[:80]
         self.me = c.Presence(
             kind="here",
             board_id=board_id,
             connection=self.connection,
-            user="anonymous",  # the signed-in user with the gateway issue's auth
+            user=self.principal.user_id,
             name=name or f"guest-{self.connection[-4:]}",
             emoji=(params.get("emoji") or "")[:16],
         )
@@ -920,7 +923,14 @@ class _Socket:
     async def _command(self, frame: CommandIn) -> None:
         try:
             command = to_command(frame, self.board_id)
-            sent = await self.canvas.client.send(command, actor=self.me.user, timeout=WAIT_S)
+            if not self.principal.at_least("member"):
+                raise ApiError(
+                    403, "auth.forbidden", f"changing a board needs the member role; you are"
+                    f" {self.principal.role}", {"needs": "member", "role": self.principal.role},
+                )  # fmt: skip
+            sent = await self.canvas.client.send(
+                command, actor=self.principal.user_id, timeout=WAIT_S
+            )
         except ApiError as exc:
             reply: dict[str, Any] = {"type": "rejected", "id": frame.id, "code": exc.code}
             reply |= {"message": exc.message, "detail": exc.detail}

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.status_codes import (
     HTTP_202_ACCEPTED,
     HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
@@ -69,6 +70,8 @@ _BY_SUFFIX: tuple[tuple[str, int], ...] = (
     ("locked", HTTP_409_CONFLICT),
     ("not_ready", HTTP_409_CONFLICT),
     ("not_author", HTTP_403_FORBIDDEN),
+    ("refresh_invalid", HTTP_401_UNAUTHORIZED),
+    ("refresh_expired", HTTP_401_UNAUTHORIZED),
 )
 
 
@@ -84,7 +87,14 @@ def _body(code: str, message: str, detail: dict[str, Any] | None = None) -> Erro
 
 
 def on_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorBody]:
-    return Response(_body(exc.code, exc.message, exc.detail), status_code=exc.status)
+    headers = {}
+    if exc.status == 429 and "retry_after" in exc.detail:
+        headers["Retry-After"] = str(exc.detail["retry_after"])
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="orrery"'
+    return Response(
+        _body(exc.code, exc.message, exc.detail), status_code=exc.status, headers=headers
+    )
 
 
 def on_command_failed(_: Request[Any, Any, Any], exc: CommandFailed) -> Response[ErrorBody]:

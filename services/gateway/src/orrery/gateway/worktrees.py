@@ -21,6 +21,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from orrery.events import Command, Envelope, Event, subjects
 from orrery.events import worktrees as w
 from orrery.events.worktrees import EnvironmentOutput
+from orrery.gateway import auth
 from orrery.gateway.errors import ApiError
 from orrery.gateway.readmodel import RepoOut, WorktreeOut, WorktreesReadModel
 from orrery.runtime.clock import UUID7
@@ -134,7 +135,7 @@ class WorktreesApi:
         until: Callable[[Envelope[Event]], bool] | None = None,
         timeout: float = WAIT_S,
     ) -> Sent:
-        sent = await self.client.send(command, actor="anonymous", until=until, timeout=timeout)
+        sent = await self.client.send(command, actor=auth.actor(), until=until, timeout=timeout)
         await self.model.caught_up(sent.last_sequence)
         return sent
 

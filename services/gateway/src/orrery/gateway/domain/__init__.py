@@ -1,0 +1,1 @@
+"""The gateway's pure domain: users and what belongs to them."""

@@ -1,0 +1,1 @@
+"""The gateway's read models, projected from its own log."""
