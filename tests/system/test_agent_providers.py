@@ -5,7 +5,9 @@ tools/agent-clis) against the project's scripted model server over HTTP.
 prompt -> the agent asks to run its shell tool -> approved through the API -> the tool writes
 hello.txt in the worktree -> final text -> usage recorded; then a slow answer stopped mid-run, and
 the session taking the next prompt. The session view (messages and their blocks) has the same
-shape whatever the provider.
+shape whatever the provider. The user's own API keys (set through the API, sealed) are the ones
+the agent's process sends the model, and every agent CLI is given Orrery's MCP server (its tools
+reach the model's tool list).
 
 A CLI that is not installed fails its test with the reason (run `make agents`), never a skip.
 """
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from orrery.modelserver import ScriptedModelServer
+from orrery.modelserver.recorder import key_digest
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
     from tests.agentclis import AGENT_BIN, every_cli_script, installed
@@ -53,7 +56,9 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path]]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[httpx.Client, Path, ScriptedModelServer]]:
     root = tmp_path_factory.mktemp("providers")
     repo = make_test_repo(root / "src" / "app", "", {"README.md": "app\n"}, {})
     with ScriptedModelServer(every_cli_script()) as model:
@@ -77,7 +82,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Clie
             wait_healthy(proc, port, timeout=60)
             reply = api.post("/api/repos", json={"source": str(repo), "adopt": True})
             assert reply.status_code == 201, reply.text
-            yield api, root / "home"
+            for name, value in USER_KEYS.items():  # the (anonymous) user's own keys
+                put = api.put(f"/api/me/secrets/api_key/{name}", json={"value": value})
+                assert put.status_code == 200, put.text
+            yield api, root / "home", model
         finally:
             api.close()
             stop(proc)
@@ -98,11 +106,27 @@ def shape(messages: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
 
 
 SHAPES: dict[str, list[tuple[str, list[str]]]] = {}
+# The stack's environment has "test-key" for each; the user's own keys must win.
+USER_KEYS = {
+    "ANTHROPIC_API_KEY": "user-anthropic-key",
+    "GEMINI_API_KEY": "user-gemini-key",
+    "OPENAI_API_KEY": "user-openai-key",
+}
+KEY_OF = {
+    "builtin": "ANTHROPIC_API_KEY",
+    "claude-code": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "opencode": "ANTHROPIC_API_KEY",
+    "codex": "OPENAI_API_KEY",
+}
 
 
 @pytest.mark.parametrize("agent", list(AGENTS))
-def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent: str) -> None:
-    api, _ = stack
+def test_one_scenario_for_every_provider(
+    stack: tuple[httpx.Client, Path, ScriptedModelServer], agent: str
+) -> None:
+    api, _, model = stack
+    model.clear_requests()
     cli, shell_tool = AGENTS[agent]
     if cli is not None:
         installed(cli)
@@ -155,6 +179,14 @@ def test_one_scenario_for_every_provider(stack: tuple[httpx.Client, Path], agent
     assert messages[-1]["blocks"][0]["text"] == "Done: hello.txt created."
     if cli is not None:  # the CLI named its own session: the next task resumes it natively
         assert api.get(f"/api/sessions/{sid}").json()["native_id"]
+    # the user's key, not the deployment's, and (for the CLIs) Orrery's MCP tools offered
+    answered = [r for r in model.requests if r.rule is not None]
+    assert answered, "no request reached the model"
+    assert {r.key_digest for r in answered} == {key_digest(USER_KEYS[KEY_OF[agent]])}
+    if cli is not None:
+        assert any("orrery_sessions_get_current" in str(r.body) for r in answered), (
+            f"{agent} was not given Orrery's MCP tools"
+        )
 
     # stop mid-run -> stopped within the bound
     reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "tell a long story"})

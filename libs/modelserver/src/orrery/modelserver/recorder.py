@@ -1,7 +1,9 @@
-"""Every request the server saw, for assertions; credentials are reduced to present / absent."""
+"""Every request the server saw, for assertions; credentials are reduced to present / absent and
+a short digest (which key was sent, never the key)."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,6 +28,22 @@ class RecordedRequest(msgspec.Struct, frozen=True):
     headers: dict[str, str]
     body: Any  # the decoded JSON body; the raw text if it is not JSON; None if empty
     rule: int | None = None  # index of the script rule that answered
+    key_digest: str | None = None  # key_digest(the API key sent), to tell whose key it was
+
+
+def key_digest(key: str) -> str:
+    """The first 12 hex digits of the key's SHA-256: enough to tell keys apart in a test."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _sent_key(headers: Mapping[str, str], params: list[tuple[str, str]]) -> str | None:
+    for name in ("x-api-key", "x-goog-api-key", "api-key"):
+        if headers.get(name):
+            return headers[name]
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value
+    return next((v for k, v in params if k in SECRET_PARAMS and v), None)
 
 
 def _body(raw: bytes) -> Any:
@@ -72,6 +90,7 @@ class Recorder:
                 headers={k: v for k, v in lowered.items() if k not in SECRET_HEADERS},
                 body=_body(body),
                 rule=rule,
+                key_digest=key_digest(sent) if (sent := _sent_key(lowered, params)) else None,
             )
             self._requests.append(request)
             self._seq += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -25,9 +25,11 @@ from litestar.types import ControllerRouterHandler
 from nats.aio.msg import Msg
 from orrery.events import Event, subjects
 from orrery.events import sessions as s
+from orrery.gateway import auth
 from orrery.gateway.api import ContextApi, follow
-from orrery.gateway.errors import ApiError
+from orrery.gateway.errors import ApiError, check_request, check_value
 from orrery.gateway.readmodel import caught_up
+from orrery.gateway.users import agent_defaults
 from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
 
@@ -35,6 +37,7 @@ _ids = UUID7()
 _decode = msgspec.json.decode
 _encoder = msgspec.json.Encoder()
 WAIT_S = 30.0
+MAX_INDEX = 2**31 - 1  # a message index is a PostgreSQL integer
 
 
 class SessionOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,7 +122,8 @@ class CreateSessionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     title: Annotated[str, msgspec.Meta(max_length=200)] = ""
     agent: Literal["builtin", "claude-code", "codex", "gemini", "opencode"] = "builtin"
     model: Annotated[str, msgspec.Meta(max_length=200)] = ""
-    permission_mode: Literal["ask", "auto", "allow-all"] = "ask"
+    permission_mode: Literal["ask", "auto", "allow-all"] | None = None  # None: yours, else ask
+    thinking: Literal["auto", "off"] | None = None  # None: your default, else auto
     prompt: Annotated[str, msgspec.Meta(max_length=100_000)] | None = None
 
 
@@ -218,6 +222,10 @@ def _task(row: asyncpg.Record) -> TaskOut:
 class SessionsReadModel:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         try:
@@ -352,6 +360,7 @@ def _is(*types: type[Event]) -> Any:
 class SessionsController(Controller):
     path = "/api/sessions"
     tags = ["sessions"]
+    before_request = check_request
 
     @post("/", summary="Create a session in a worktree (optionally with a first prompt)")
     async def create(
@@ -363,15 +372,20 @@ class SessionsController(Controller):
                 409, "worktree.not_active", f"worktree {worktree.name} is {worktree.status}"
             )
         session_id = derived_id(request, "session")
+        mine = await agent_defaults(sessions.model.pool, auth.actor(), data.agent)
+        settings = s.AgentSettings(
+            agent=data.agent,
+            model=data.model or mine.model or "",
+            permission_mode=data.permission_mode or mine.permission_mode or "ask",  # type: ignore[arg-type]
+            thinking=data.thinking or mine.thinking or "auto",  # type: ignore[arg-type]
+        )
         await sessions.send(
             s.CreateSession(
                 command_id=command_id(request),
                 session_id=session_id,
                 worktree_id=worktree.id,
                 title=data.title,
-                settings=s.AgentSettings(
-                    agent=data.agent, model=data.model, permission_mode=data.permission_mode
-                ),
+                settings=settings,
             )
         )
         if data.prompt:
@@ -568,7 +582,7 @@ class SessionsController(Controller):
         self,
         ref: str,
         sessions: SessionsApi,
-        after: Annotated[int, Parameter(ge=-1)] = -1,
+        after: Annotated[int, Parameter(ge=-1, le=MAX_INDEX)] = -1,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 500,
     ) -> list[MessageOut]:
         return await sessions.model.messages((await sessions.model.session(ref)).id, after, limit)
@@ -618,6 +632,7 @@ _LEDGER_KEYS = {
 class LedgerController(Controller):
     path = "/api/ledger"
     tags = ["sessions"]
+    before_request = check_request
 
     @get("/", summary="Tokens and cost by task, session, user, board or model")
     async def ledger(
@@ -627,6 +642,11 @@ class LedgerController(Controller):
         since: datetime | None = None,
     ) -> list[LedgerRow]:
         key = _LEDGER_KEYS[by]  # from a fixed table, never from the request text
+        if since is not None:
+            try:  # what asyncpg does to it: a time zone can push it out of datetime's range
+                since.astimezone(UTC)
+            except OverflowError:
+                raise ApiError(400, "request.invalid", "since is out of range") from None
         rows = await sessions.model._fetch(
             f"SELECT {key} AS key, count(*) AS tasks,"
             " coalesce(sum(t.input_tokens), 0) AS input_tokens,"
@@ -669,6 +689,7 @@ async def session_stream(
         await socket.close(code=1008)
         return
     try:
+        check_value("the path", session_id)
         session = await sessions.model.session(session_id)
     except ApiError as exc:
         await socket.send_json({"type": "error", "code": exc.code, "message": exc.message})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import asyncpg
 import msgspec
@@ -80,8 +80,8 @@ class SecretIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class DefaultsIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     model: Annotated[str, msgspec.Meta(max_length=200)] | None = None
-    permission_mode: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    thinking: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    permission_mode: Literal["ask", "auto", "allow-all"] | None = None
+    thinking: Literal["auto", "off"] | None = None
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -222,6 +222,19 @@ class UsersReadModel:
             'SELECT agent, defaults FROM "gateway".defaults WHERE user_id = $1', user_id
         )
         return {r["agent"]: msgspec.json.decode(r["defaults"], type=g.AgentDefaults) for r in rows}
+
+
+async def agent_defaults(pool: asyncpg.Pool, user_id: str, agent: str) -> g.AgentDefaults:
+    """A user's defaults for new sessions of ``agent`` (all ``None`` when unset)."""
+    try:
+        raw = await pool.fetchval(
+            'SELECT defaults FROM "gateway".defaults WHERE user_id = $1 AND agent = $2',
+            user_id,
+            agent,
+        )
+    except asyncpg.UndefinedTableError:
+        raw = None
+    return msgspec.json.decode(raw, type=g.AgentDefaults) if raw else g.AgentDefaults()
 
 
 class UsersApi(ContextApi[UsersReadModel]):

@@ -14,13 +14,18 @@ from orrery.events import sessions as s
 from orrery.runtime.decider import Handler, HandlerTable
 from orrery.runtime.entrypoint import run_standalone
 from orrery.runtime.errors import ConfigurationError
+from orrery.runtime.secrets import Keys, master_key
 from orrery.runtime.service import ServiceSpec, Wiring
 from orrery.runtime.settings import Settings
 from orrery.sessions import pricing
 from orrery.sessions.agents.base import Provider, Providers
 from orrery.sessions.agents.clis import find_cli
 from orrery.sessions.domain import session as d
-from orrery.sessions.projection import SessionsProjection, WorktreePathsProjection
+from orrery.sessions.projection import (
+    SessionsProjection,
+    UserSecretsProjection,
+    WorktreePathsProjection,
+)
 from orrery.sessions.runner import SessionRunner, WorktreePaths
 from orrery.sessions.triggers import TriggerReactor
 
@@ -130,6 +135,10 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
     env = {k: v for k in AGENT_ENV if (v := os.environ.get(k))}
     window = timedelta(seconds=_seconds("ORRERY_PERMISSION_TIMEOUT", 60))
     idle = _seconds("ORRERY_AGENT_IDLE_TIMEOUT", 900)
+    keys = Keys.from_master(master_key(settings.home))
+    # ORRERY_AGENT_MCP=off: agents run without Orrery's MCP server (a gateway they cannot reach)
+    attach = os.environ.get("ORRERY_AGENT_MCP", "on").lower() not in ("off", "0", "false", "no")
+    mcp_url = f"{settings.gateway_url}/mcp" if attach else None
 
     async def run(wiring: Wiring, stop: asyncio.Event) -> None:
         runner = SessionRunner(
@@ -142,6 +151,8 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
             paths=WorktreePaths(wiring.pool),
             env=env,
             prices=prices,
+            keys=keys,
+            mcp_url=mcp_url,
             permission_window=window,
             idle_timeout=idle,
         )
@@ -160,9 +171,9 @@ def spec(settings: Settings) -> ServiceSpec:
         context="sessions",
         handlers=HANDLERS,
         internal_handlers=INTERNAL,
-        projections=[SessionsProjection(), WorktreePathsProjection()],
+        projections=[SessionsProjection(), WorktreePathsProjection(), UserSecretsProjection()],
         extras=[run_tasks(settings), carry_out_triggers],
-        reads=("worktrees", "canvas"),
+        reads=("worktrees", "canvas", "gateway"),
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 from orrery.events import Envelope, Event, subjects
+from orrery.events import gateway as g
 from orrery.events import sessions as s
 from orrery.events import worktrees as w
 
@@ -371,3 +372,49 @@ class WorktreePathsProjection:
                         f"UPDATE {table} SET status='deleted' WHERE worktree_id=$1",
                         e.worktree_id,
                     )
+
+
+@dataclass(frozen=True)
+class UserSecretsProjection:
+    """``user_secrets`` v1: the sealed API keys and environment variables users set, from the
+    gateway's log. Still sealed here; the runner opens a session creator's into that agent's
+    process and nowhere else (never a log line, never an event)."""
+
+    name: str = "user_secrets"
+    version: int = 1
+    schema: str = "sessions"
+    stream: str = subjects.event_stream("gateway")
+    subjects: Sequence[str] = (subjects.event_subjects("gateway", "user"),)
+    tables: Sequence[str] = ("user_secrets",)
+
+    def ddl(self, schema: str) -> Sequence[str]:
+        return [
+            f"""CREATE TABLE "{schema}".user_secrets (
+                user_id text NOT NULL,
+                kind text NOT NULL,
+                name text NOT NULL,
+                sealed text NOT NULL,
+                PRIMARY KEY (user_id, kind, name)
+            )"""
+        ]
+
+    async def apply(
+        self, conn: asyncpg.Connection, schema: str, events: Sequence[Envelope[Event]]
+    ) -> None:
+        table = f'"{schema}".user_secrets'
+        for env in events:
+            e = env.event
+            match e:
+                case g.SecretSet():
+                    await conn.execute(
+                        f"INSERT INTO {table} VALUES ($1, $2, $3, $4)"
+                        " ON CONFLICT (user_id, kind, name) DO UPDATE SET sealed = $4",
+                        e.user_id, e.kind, e.name, e.sealed,
+                    )  # fmt: skip
+                case g.SecretCleared():
+                    await conn.execute(
+                        f"DELETE FROM {table} WHERE user_id = $1 AND kind = $2 AND name = $3",
+                        e.user_id, e.kind, e.name,
+                    )  # fmt: skip
+                case g.UserDeleted():
+                    await conn.execute(f"DELETE FROM {table} WHERE user_id = $1", e.user_id)

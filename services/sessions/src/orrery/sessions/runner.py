@@ -60,8 +60,16 @@ from orrery.runtime.commands.handling import CommandBus
 from orrery.runtime.errors import RuntimeFailure
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE, decode_msg
 from orrery.runtime.reactions import claimed, follow_up
+from orrery.runtime.secrets import SESSION_TOKEN_TTL_S, Keys, SecretError
 from orrery.sessions import pricing
-from orrery.sessions.agents.base import AgentIO, Provider, ProviderError, Turn, built
+from orrery.sessions.agents.base import (
+    AgentIO,
+    McpAccess,
+    Provider,
+    ProviderError,
+    Turn,
+    built,
+)
 from orrery.sessions.domain.session import (
     PERMISSION_WINDOW,
     SESSION,
@@ -132,6 +140,8 @@ class SessionRunner:
     paths: WorktreePaths
     env: Mapping[str, str]  # model endpoints and keys for the agents' processes
     prices: Mapping[str, pricing.Price]
+    keys: Keys | None = None  # opens users' sealed keys, mints sessions' MCP tokens
+    mcp_url: str | None = None  # Orrery's MCP server, attached to every agent that takes one
     permission_window: timedelta = PERMISSION_WINDOW
     idle_timeout: float = IDLE_TIMEOUT_S  # an agent CLI process unused this long is ended
     state: str = "starting"
@@ -139,6 +149,7 @@ class SessionRunner:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _expiries: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _ids: UUID7 = field(default_factory=UUID7)
+    _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -465,9 +476,10 @@ class SessionRunner:
             history=history,
             cwd=cwd,
             settings=state.settings,
-            env=self.env,
+            env=await self._agent_env(run.session_id),
             native_id=state.native_id,
             fork_of=await self._native_fork(state),
+            mcp=await self._mcp_access(run.session_id, state.worktree_id),
         )
         io = _RunIO(self, run, state.settings.agent)
         outcome: TaskCompleted | TaskFailed | TaskStopped
@@ -517,6 +529,52 @@ class SessionRunner:
         same = parent.settings.agent == state.settings.agent
         at_end = parent.messages == state.fork_point
         return parent.native_id if same and at_end else ""
+
+    async def _creator(self, session_id: str) -> str | None:
+        try:
+            return await self.pool.fetchval(  # type: ignore[no-any-return]
+                "SELECT created_by FROM sessions.sessions WHERE session_id = $1", session_id
+            )
+        except asyncpg.UndefinedTableError:
+            return None
+
+    async def _agent_env(self, session_id: str) -> Mapping[str, str]:
+        """The deployment's agent environment, then the session creator's own API keys and
+        variables over it (opened here, for this process only; a value that does not open is
+        skipped with its name logged, never its value)."""
+        user = await self._creator(session_id)
+        if self.keys is None or not user:
+            return self.env
+        try:
+            rows = await self.pool.fetch(
+                "SELECT kind, name, sealed FROM sessions.user_secrets WHERE user_id = $1"
+                " ORDER BY kind DESC",  # env first, then api_key: a key wins over a variable
+                user,
+            )
+        except asyncpg.UndefinedTableError:
+            return self.env
+        env = dict(self.env)
+        for row in rows:
+            try:
+                env[row["name"]] = self.keys.open(user, row["kind"], row["name"], row["sealed"])
+            except SecretError:
+                log.warning(
+                    "%s %s of user %s does not open: skipped", row["kind"], row["name"], user
+                )
+        return env
+
+    async def _mcp_access(self, session_id: str, worktree_id: str) -> McpAccess | None:
+        """The session's MCP token, kept while it has more than half its life left (so a
+        long-lived agent process keeps its configuration)."""
+        if self.keys is None or not self.mcp_url:
+            return None
+        kept = self._tokens.get(session_id)
+        if kept is not None and time.monotonic() - kept[1] < SESSION_TOKEN_TTL_S / 2:
+            return McpAccess(self.mcp_url, kept[0])
+        user = await self._creator(session_id) or "system"
+        token = self.keys.session_token(user, session_id, worktree_id)
+        self._tokens[session_id] = (token, time.monotonic())
+        return McpAccess(self.mcp_url, token)
 
     async def _worktree_path(self, worktree_id: str) -> Path | None:
         """The worktree's path; a worktree created a moment ago may not have reached this

@@ -50,6 +50,8 @@ from acp.schema import (
     ContentToolCallContent,
     DeniedOutcome,
     FileSystemCapabilities,
+    HttpHeader,
+    HttpMcpServer,
     PermissionOption,
     PromptResponse,
     RequestPermissionResponse,
@@ -323,7 +325,8 @@ class AcpAgent:
             with contextlib.suppress(Exception):
                 await live.settling
             live = self._live.get(turn.session_id)
-        key = (turn.settings.model, turn.settings.permission_mode, turn.settings.thinking)
+        mcp = turn.mcp.token if turn.mcp else ""  # a new token (every few hours): a new process
+        key = (turn.settings.model, turn.settings.permission_mode, turn.settings.thinking, mcp)
         if live is not None and (live.key != key or live.process.returncode is not None):
             await self._drop(turn.session_id)
             live = None
@@ -386,7 +389,9 @@ class AcpAgent:
         ):
             # The CLI replays the conversation as updates; no task is listening yet.
             try:
-                await live.conn.load_session(cwd=cwd, session_id=turn.native_id, mcp_servers=[])
+                await live.conn.load_session(
+                    cwd=cwd, session_id=turn.native_id, mcp_servers=_mcp(turn, caps)
+                )
                 live.native_id, live.holds_history = turn.native_id, True
             except RequestError as exc:
                 log.warning(
@@ -399,11 +404,11 @@ class AcpAgent:
         if not live.native_id and turn.fork_of and sessions is not None and sessions.fork:
             with contextlib.suppress(RequestError):
                 forked = await live.conn.fork_session(
-                    cwd=cwd, session_id=turn.fork_of, mcp_servers=[]
+                    cwd=cwd, session_id=turn.fork_of, mcp_servers=_mcp(turn, caps)
                 )
                 live.native_id, live.holds_history = forked.session_id, True
         if not live.native_id:
-            created = await live.conn.new_session(cwd=cwd, mcp_servers=[])
+            created = await live.conn.new_session(cwd=cwd, mcp_servers=_mcp(turn, caps))
             live.native_id = created.session_id
         if mode := self.flavour.mode(turn.settings.permission_mode):
             await live.conn.set_session_mode(session_id=live.native_id, mode_id=mode)
@@ -655,3 +660,12 @@ async def _shutdown(live: _Live) -> None:
             await live.stack.aclose()
     if live.process.returncode is None:
         live.process.kill()
+
+
+def _mcp(turn: Turn, caps: Any) -> list[Any]:
+    """Orrery's MCP server for this session, when the agent takes MCP over HTTP."""
+    mcp_caps = getattr(caps, "mcp_capabilities", None)
+    if turn.mcp is None or not (mcp_caps and mcp_caps.http):
+        return []
+    headers = [HttpHeader(name=k, value=v) for k, v in turn.mcp.headers.items()]
+    return [HttpMcpServer(type="http", name="orrery", url=turn.mcp.url, headers=headers)]

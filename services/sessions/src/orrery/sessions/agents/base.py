@@ -57,6 +57,20 @@ class Turn:
     # A fork's first task: the parent's native id, when the fork can be made natively (the fork
     # point is the parent's latest message); otherwise ``history`` carries the transcript.
     fork_of: str = ""
+    mcp: McpAccess | None = None  # attach Orrery's MCP server to the agent, where it can
+
+
+@dataclass(frozen=True)
+class McpAccess:
+    """Orrery's MCP server as this session's agent reaches it: the URL and the session's own
+    short-lived token (scoped to the session, its worktree and the boards the worktree is on)."""
+
+    url: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ class ClaudeCode:
             with contextlib.suppress(Exception):
                 await live.settling
             live = self._live.get(turn.session_id)
-        key = (turn.settings.model, turn.settings.permission_mode, turn.settings.thinking)
+        mcp = turn.mcp.token if turn.mcp else ""  # a new token (every few hours): a new process
+        key = (turn.settings.model, turn.settings.permission_mode, turn.settings.thinking, mcp)
         if live is not None and live.key != key:
             await self._drop(turn.session_id)
             live = None
@@ -156,6 +157,11 @@ class ClaudeCode:
             fork_session=bool(turn.fork_of and not turn.native_id),
             thinking={"type": "disabled"} if turn.settings.thinking == "off" else None,
             stderr=stderr.append,
+            mcp_servers=(
+                {"orrery": {"type": "http", "url": turn.mcp.url, "headers": turn.mcp.headers}}
+                if turn.mcp is not None
+                else {}
+            ),
         )
         client = ClaudeSDKClient(options)
         live = _Live(client=client, key=key, mode=turn.settings.permission_mode, stderr=stderr)

@@ -438,7 +438,8 @@ class Codex:
             with contextlib.suppress(Exception):
                 await live.settling
             live = self._live.get(turn.session_id)
-        key = (str(self.cli), str(turn.cwd), tuple(sorted(turn.env.items())))
+        mcp = turn.mcp.token if turn.mcp else ""  # a new token (every few hours): a new process
+        key = (str(self.cli), str(turn.cwd), tuple(sorted(turn.env.items())), mcp)
         if live is not None and live.key != key:
             await self._drop(turn.session_id)
             live = None
@@ -448,7 +449,10 @@ class Codex:
         codex_home = self.home / turn.session_id
         codex_home.mkdir(parents=True, exist_ok=True)
         (codex_home / "config.toml").write_text(_config(turn))
-        env = process_env(turn.env, {"CODEX_HOME": str(codex_home)})
+        extra = {"CODEX_HOME": str(codex_home)}
+        if turn.mcp is not None:
+            extra[MCP_TOKEN_VAR] = turn.mcp.token
+        env = process_env(turn.env, extra)
         stderr: deque[str] = deque(maxlen=STDERR_LINES)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -951,6 +955,9 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
+MCP_TOKEN_VAR = "ORRERY_MCP_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
 def _config(turn: Turn) -> str:
     """The session's config.toml: the model endpoint; the key stays in the environment."""
     base_url = turn.env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -977,6 +984,13 @@ def _config(turn: Turn) -> str:
         "enabled = false",
         "",
     ]
+    if turn.mcp is not None:  # streamable HTTP; the token stays in the environment
+        lines += [
+            "[mcp_servers.orrery]",
+            f"url = {_toml(turn.mcp.url)}",
+            f"bearer_token_env_var = {_toml(MCP_TOKEN_VAR)}",
+            "",
+        ]
     return "\n".join(lines)
 
 
