@@ -3,11 +3,14 @@ the read models."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from litestar import Litestar, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 from orrery.gateway import auth, errors
@@ -31,6 +34,7 @@ def create_app(
     canvas: CanvasApi | None = None,
     *,
     users: UsersApi | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> Litestar:
     @get(
         "/healthz",
@@ -69,7 +73,23 @@ def create_app(
         dependencies=dependencies,
         guards=guards,
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
-        openapi_config=OpenAPIConfig(title="Orrery", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Orrery",
+            version="0.1.0",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="an access token (POST /api/auth/login) or an API key",
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        # Only the UI's own origin (and a dev server's, when configured) may call from a browser.
+        cors_config=CORSConfig(allow_origins=list(cors_origins)) if cors_origins else None,
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,
     )

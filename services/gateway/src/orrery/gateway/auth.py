@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 import ipaddress
 import secrets
@@ -125,8 +126,13 @@ def new_api_key() -> tuple[str, str]:
 _hasher = PasswordHasher()  # argon2id, the library's (RFC 9106 low-memory) parameters
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
-# Verified when the email is unknown, so a miss costs what a hit does (no user enumeration).
-_DUMMY_HASH = _hasher.hash("orrery-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so a miss costs what a hit does (no user
+    enumeration). Made on first use: an argon2 hash is deliberately slow."""
+    return _hasher.hash("orrery-no-such-user")
 
 
 def check_password_rules(password: str) -> None:
@@ -146,7 +152,7 @@ async def hash_password(password: str) -> str:
 async def verify_password(password_hash: str | None, password: str) -> bool:
     def check() -> bool:
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+            return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
         except (VerificationError, InvalidHashError):
             return False
 

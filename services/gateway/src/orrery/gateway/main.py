@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
+import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from orrery.events import Command, default_registry
 from orrery.events import gateway as g
-from orrery.gateway import auth, mcp
+from orrery.gateway import auth
 from orrery.gateway.app import create_app
 from orrery.gateway.canvas import CanvasApi
 from orrery.gateway.canvas_model import CanvasReadModel
@@ -42,6 +44,78 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+MAX_FRAME_BYTES = 1024 * 1024  # a WebSocket message, like a request body
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """The UI's origin (the gateway serves it) plus ``ORRERY_CORS_ORIGINS`` (comma-separated,
+    e.g. a Vite dev server's ``http://localhost:5173``)."""
+    extra = [o.strip().rstrip("/") for o in os.environ.get("ORRERY_CORS_ORIGINS", "").split(",")]
+    own = settings.gateway_url
+    origins = [own, own.replace("127.0.0.1", "localhost")] + [o for o in extra if o]
+    return list(dict.fromkeys(origins))
+
+
+class LazyApp:
+    """An ASGI app made in the background; requests that come first wait for it (10 s)."""
+
+    def __init__(self, load: Callable[[contextlib.AsyncExitStack], Awaitable[Any]]) -> None:
+        self._load = load
+        self._app: Any = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        """Loads, then holds what it entered open until ``close()``: in this one task, as the
+        SDK's task group needs."""
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                self._app = await self._load(stack)
+            except Exception:
+                log.exception("the MCP server did not start")
+            finally:
+                self._ready.set()
+            await self._stop.wait()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), 10)
+        if self._app is None:
+            body = (
+                b'{"code":"mcp.unavailable","message":"the MCP server is not running","detail":{}}'
+            )
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self._app(scope, receive, send)
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except Exception:
+                log.exception("the MCP server did not stop cleanly")
+
+
+def mount(rest: Any, mcp_app: Any) -> Any:
+    """One ASGI app: ``/mcp`` to the MCP server, everything else to the REST app."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/mcp" or path.startswith("/mcp/")):
+            await mcp_app(scope, receive, send)
+        else:
+            await rest(scope, receive, send)
+
+    return app
 
 
 def default_web_dir() -> Path | None:
@@ -113,12 +187,23 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
             sessions,
             canvas,
             users=users,
+            cors_origins=cors_origins(settings),
         )
-        mcp_server = mcp.build(
-            mcp.Tools(app, authenticator, wiring.pool, wiring.js, default_registry())
+
+        async def load_mcp(stack: contextlib.AsyncExitStack) -> Any:
+            # The SDK takes ~1 s to import: off the start-up path, while the gateway serves.
+            mcp = await asyncio.to_thread(importlib.import_module, "orrery.gateway.mcp")
+            tools = mcp.Tools(app, authenticator, wiring.pool, wiring.js, default_registry())
+            server = mcp.build(tools)
+            asgi = mcp.asgi(server, authenticator, settings.host)
+            await stack.enter_async_context(mcp.running(server))
+            return asgi
+
+        mcp_app = LazyApp(load_mcp)
+        root = mount(app, mcp_app)
+        config = uvicorn.Config(
+            root, log_level="warning", lifespan="off", ws_max_size=MAX_FRAME_BYTES
         )
-        root = mcp.mount(app, mcp.asgi(mcp_server, authenticator, settings.host))
-        config = uvicorn.Config(root, log_level="warning", lifespan="off")
         server = _Server(config)
         # Bind here, so a port in use is a clear error rather than uvicorn's sys.exit().
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -131,15 +216,14 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
                 f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
                 " (set ORRERY_PORT to another port)"
             ) from exc
-        mcp_running = mcp.running(mcp_server)
-        await mcp_running.__aenter__()
         task = asyncio.create_task(server.serve(sockets=[sock]))
+        mcp_app.start()
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         server.should_exit = True
         await task
         stopper.cancel()
-        await mcp_running.__aexit__(None, None, None)
+        await mcp_app.close()
         await canvas.presence.close()
         await client.close()
         if task in done and not stop.is_set():

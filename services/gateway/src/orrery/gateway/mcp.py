@@ -559,19 +559,6 @@ def asgi(server: MCPServer, authenticator: auth.Authenticator, host: str) -> ASG
     return Guarded(app, authenticator)
 
 
-def mount(rest: Any, mcp_app: ASGIApp) -> ASGIApp:
-    """One ASGI app: ``/mcp`` to the MCP server, everything else to the REST app."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and (path == "/mcp" or path.startswith("/mcp/")):
-            await mcp_app(scope, receive, send)
-        else:
-            await rest(scope, receive, send)
-
-    return app
-
-
 @contextlib.asynccontextmanager
 async def running(server: MCPServer) -> AsyncIterator[None]:
     """The SDK's session manager (its task group) for as long as the gateway serves."""
