@@ -17,8 +17,10 @@ import '@xyflow/react/dist/style.css';
 import { healthRows, unreachableRows, type HealthRow } from './domain/health';
 import { boardFromHash, hashForBoard } from './domain/route';
 import { fetchHealth } from './transport/health';
+import { auth, canEdit, fetchMe, type Me } from './transport/auth';
 import { createBoard, listBoards, type BoardSummary } from './transport/canvas';
 import { BoardView } from './ui/BoardView';
+import { SignIn } from './ui/SignIn';
 
 const POLL_MS = 2000;
 
@@ -86,7 +88,15 @@ function viewerName(): string {
   return made;
 }
 
-function BoardSwitcher({ slug, go }: { slug: string | null; go: (slug: string) => void }) {
+function BoardSwitcher({
+  slug,
+  go,
+  editable,
+}: {
+  slug: string | null;
+  go: (slug: string) => void;
+  editable: boolean;
+}) {
   const { message } = AntApp.useApp();
   const [boards, setBoards] = useState<BoardSummary[]>([]);
   const [open, setOpen] = useState(false);
@@ -128,10 +138,10 @@ function BoardSwitcher({ slug, go }: { slug: string | null; go: (slug: string) =
         options={boards.map((b) => ({ value: b.slug, label: b.name }))}
         notFoundContent="no boards yet"
       />
-      <Button onClick={() => setOpen(true)}>New board</Button>
+      {editable ? <Button onClick={() => setOpen(true)}>New board</Button> : null}
       <Modal
         title="New board"
-        open={open}
+        open={open && editable}
         okText="Create"
         onOk={() => void create()}
         onCancel={() => setOpen(false)}
@@ -147,22 +157,90 @@ function BoardSwitcher({ slug, go }: { slug: string | null; go: (slug: string) =
   );
 }
 
-function Shell() {
+type Who =
+  | { state: 'checking' }
+  | { state: 'sign-in' }
+  /** `me` is null while the gateway does not answer /api/me (asked again until it does). */
+  | { state: 'in'; me: Me | null };
+
+/** Who we are, from /api/me: asked at start and whenever a token pair appears or goes. */
+function useWho(): Who {
+  const [who, setWho] = useState<Who>({ state: 'checking' });
+  useEffect(() => {
+    let asked = 0;
+    let live = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const check = async () => {
+      const mine = ++asked;
+      clearTimeout(timer);
+      let me: Me | null | undefined;
+      try {
+        me = await fetchMe();
+      } catch {
+        me = undefined; // the gateway is not up: the status panel says so
+      }
+      if (!live || mine !== asked) return; // a later question is on its way
+      if (me === null) setWho({ state: 'sign-in' });
+      else setWho({ state: 'in', me: me ?? null });
+      if (me === undefined) timer = setTimeout(() => void check(), POLL_MS);
+    };
+    void check();
+    const unsubscribe = auth().subscribe(() => void check());
+    return () => {
+      live = false;
+      clearTimeout(timer);
+      unsubscribe();
+    };
+  }, []);
+  return who;
+}
+
+function UserMenu({ me }: { me: Me | null }) {
+  if (!me) return null;
+  if (me.via === 'anonymous') {
+    return <Typography.Text style={{ color: 'rgba(255, 255, 255, 0.65)' }}>local (anonymous)</Typography.Text>;
+  }
+  return (
+    <Space>
+      <Typography.Text className="orrery-user" style={{ color: '#fff' }}>
+        {me.name} · {me.role}
+      </Typography.Text>
+      <Button size="small" onClick={() => void auth().signOut()}>
+        Sign out
+      </Button>
+    </Space>
+  );
+}
+
+function Header({ children }: { children?: React.ReactNode }) {
+  return (
+    <Layout.Header style={{ display: 'flex', alignItems: 'center', gap: 24 }}>
+      <Typography.Title level={4} style={{ color: '#fff', margin: 0 }}>
+        Orrery
+      </Typography.Title>
+      {children}
+    </Layout.Header>
+  );
+}
+
+function Shell({ me }: { me: Me | null }) {
   const [slug, go] = useHashBoard();
-  const [name] = useState(viewerName);
+  const [guest] = useState(viewerName);
+  const name = me && me.via !== 'anonymous' ? me.name : guest;
+  const editable = canEdit(me?.role);
   return (
     <Layout style={{ height: '100%' }}>
-      <Layout.Header style={{ display: 'flex', alignItems: 'center', gap: 24 }}>
-        <Typography.Title level={4} style={{ color: '#fff', margin: 0 }}>
-          Orrery
-        </Typography.Title>
-        <BoardSwitcher slug={slug} go={go} />
-      </Layout.Header>
+      <Header>
+        <BoardSwitcher slug={slug} go={go} editable={editable} />
+        <div style={{ marginLeft: 'auto' }}>
+          <UserMenu me={me} />
+        </div>
+      </Header>
       <Layout.Content style={{ display: 'flex', flexDirection: 'column', minHeight: 0 }}>
         <StatusPanel />
         <div style={{ flex: 1, minHeight: 0 }}>
           {slug ? (
-            <BoardView key={slug} slug={slug} name={name} />
+            <BoardView key={slug} slug={slug} name={name} editable={editable} />
           ) : (
             <ReactFlow nodes={[]} fitView>
               <Background />
@@ -175,10 +253,24 @@ function Shell() {
   );
 }
 
+function Gate() {
+  const who = useWho();
+  if (who.state === 'in') return <Shell me={who.me} />;
+  return (
+    <Layout style={{ height: '100%' }}>
+      <Header />
+      <Layout.Content>
+        <StatusPanel />
+        {who.state === 'sign-in' ? <SignIn /> : null}
+      </Layout.Content>
+    </Layout>
+  );
+}
+
 export default function App() {
   return (
     <AntApp style={{ height: '100%' }}>
-      <Shell />
+      <Gate />
     </AntApp>
   );
 }

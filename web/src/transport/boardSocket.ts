@@ -1,5 +1,6 @@
 // The board WebSocket: a snapshot, then events and presence; it reconnects on close and
-// resumes after the last seq it saw (no snapshot then, no gap, no duplicate).
+// resumes after the last seq it saw (no snapshot then, no gap, no duplicate). Each connection
+// asks `url` for its address, so a reconnection carries the credentials of the moment.
 
 export type ServerFrame = { type: string; [k: string]: unknown };
 
@@ -9,6 +10,8 @@ export interface BoardSocketOptions {
   onFrame: (frame: ServerFrame) => void;
   onStatus?: (open: boolean) => void;
   retryMs?: number;
+  /** The socket's URL from its path and query (auth.socketUrl adds the host and `token=`). */
+  url: (path: string) => string | Promise<string>;
 }
 
 export class BoardSocket {
@@ -18,18 +21,28 @@ export class BoardSocket {
   private retry: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly opts: BoardSocketOptions) {
-    this.open();
+    void this.open();
   }
 
-  private url(): string {
-    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+  private path(): string {
     const q = new URLSearchParams({ name: this.opts.name });
     if (this.lastSeq > 0) q.set('after', String(this.lastSeq));
-    return `${proto}://${location.host}/ws/boards/${encodeURIComponent(this.opts.slug)}?${q}`;
+    return `/ws/boards/${encodeURIComponent(this.opts.slug)}?${q}`;
   }
 
-  private open(): void {
-    const ws = new WebSocket(this.url());
+  private async open(): Promise<void> {
+    let url: string | null = null;
+    try {
+      url = await this.opts.url(this.path());
+    } catch {
+      // no address this time (the gateway is unreachable): try again like a closed socket
+    }
+    if (this.closed) return;
+    if (url === null) {
+      this.reconnect();
+      return;
+    }
+    const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => this.opts.onStatus?.(true);
     ws.onmessage = (msg: MessageEvent<string>) => {
@@ -49,8 +62,12 @@ export class BoardSocket {
     ws.onclose = () => {
       this.opts.onStatus?.(false);
       if (this.ws === ws) this.ws = null;
-      if (!this.closed) this.retry = setTimeout(() => this.open(), this.opts.retryMs ?? 1000);
+      this.reconnect();
     };
+  }
+
+  private reconnect(): void {
+    if (!this.closed) this.retry = setTimeout(() => void this.open(), this.opts.retryMs ?? 1000);
   }
 
   send(frame: Record<string, unknown>): boolean {

@@ -1,5 +1,7 @@
 // REST calls of the gateway's canvas API (services/gateway/README.md, "REST and WebSocket").
 
+import { apiError, authFetch } from './auth';
+
 export interface BoardSummary {
   id: string;
   name: string;
@@ -26,40 +28,19 @@ export interface ZoneIn {
   trigger?: TriggerIn;
 }
 
-export class ApiError extends Error {
-  override name = 'ApiError';
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly code: string | null,
-  ) {
-    super(message);
-  }
-}
-
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const init: RequestInit = { method, headers: { Accept: 'application/json' } };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers = { Accept: 'application/json', 'Content-Type': 'application/json' };
   }
-  const res = await fetch(path, init);
-  let data: unknown = null;
+  const res = await authFetch(path, init);
+  if (!res.ok) throw await apiError(res, `${method} ${path}: `);
   try {
-    data = await res.json();
+    return (await res.json()) as T;
   } catch {
-    // an empty or non-JSON body
+    return null as T; // an empty or non-JSON body
   }
-  if (!res.ok) {
-    const err = (data ?? {}) as { code?: unknown; message?: unknown; detail?: unknown };
-    const message = typeof err.message === 'string' ? err.message : `HTTP ${res.status}`;
-    throw new ApiError(
-      `${method} ${path}: ${message}`,
-      res.status,
-      typeof err.code === 'string' ? err.code : null,
-    );
-  }
-  return data as T;
 }
 
 const board = (slug: string) => `/api/boards/${encodeURIComponent(slug)}`;

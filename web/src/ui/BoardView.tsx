@@ -40,6 +40,7 @@ import {
 } from '../domain/presence';
 import { commandId } from '../domain/route';
 import { throttle } from '../domain/throttle';
+import { socketUrl } from '../transport/auth';
 import { BoardSocket, type ServerFrame } from '../transport/boardSocket';
 import { addZone, listWorktrees, placeCard, type Worktree } from '../transport/canvas';
 import { nodeTypes } from './nodes';
@@ -204,7 +205,8 @@ function Toolbar({
   );
 }
 
-function Board({ slug, name }: { slug: string; name: string }) {
+/** `editable`: the viewer may change the board (a viewer role sees it without the edit tools). */
+function Board({ slug, name, editable }: { slug: string; name: string; editable: boolean }) {
   const { message } = AntApp.useApp();
   const flow = useReactFlow<BoardNode>();
   const [board, dispatchBoard] = useReducer(reduceBoard, null);
@@ -225,6 +227,7 @@ function Board({ slug, name }: { slug: string; name: string }) {
     const s = new BoardSocket({
       slug,
       name,
+      url: socketUrl,
       onStatus: setConnected,
       onFrame: (f: ServerFrame) => {
         if (f.type === 'snapshot' || f.type === 'event') dispatchBoard(f as unknown as BoardFrame);
@@ -355,7 +358,7 @@ function Board({ slug, name }: { slug: string; name: string }) {
           {connected ? 'live' : 'connecting…'}
         </Typography.Text>
         {board?.deleted ? <Typography.Text type="danger">this board was deleted</Typography.Text> : null}
-        <Toolbar slug={slug} board={board} worktrees={worktrees} centre={centre} />
+        {editable ? <Toolbar slug={slug} board={board} worktrees={worktrees} centre={centre} /> : null}
         <Facepile presence={presence} me={name} />
       </Space>
       <div
@@ -370,9 +373,10 @@ function Board({ slug, name }: { slug: string; name: string }) {
           onNodesChange={onNodesChange}
           onNodeDrag={onNodeDrag}
           onNodeDragStop={onNodeDragStop}
+          nodesDraggable={editable}
           onNodeContextMenu={(event, node) => {
             const parsed = parseNodeId(node.id);
-            if (parsed?.kind !== 'zone') return;
+            if (!editable || parsed?.kind !== 'zone') return;
             event.preventDefault();
             setDeleting(parsed.id);
           }}
@@ -386,16 +390,16 @@ function Board({ slug, name }: { slug: string; name: string }) {
           <Cursors presence={presence} />
         </ReactFlow>
       </div>
-      <TriggerPicker slug={slug} trigger={offered} />
+      <TriggerPicker slug={slug} trigger={editable ? offered : null} />
       <ZoneDelete slug={slug} board={board} zoneId={deleting} onClose={() => setDeleting(null)} />
     </div>
   );
 }
 
-export function BoardView({ slug, name }: { slug: string; name: string }) {
+export function BoardView({ slug, name, editable }: { slug: string; name: string; editable: boolean }) {
   return (
     <ReactFlowProvider>
-      <Board slug={slug} name={name} />
+      <Board slug={slug} name={name} editable={editable} />
     </ReactFlowProvider>
   );
 }
