@@ -29,7 +29,7 @@ def urls(settings: Settings) -> tuple[str, str]:
 @contextlib.asynccontextmanager
 async def connections(settings: Settings) -> AsyncIterator[tuple[JetStreamContext, asyncpg.Pool]]:
     nats_url, db_url = urls(settings)
-    nc = await bus.connect(nats_url, "orrery-cli")
+    nc = await bus.connect(nats_url, "orrery-cli", attempts=2)
     try:
         pool = await create_pool(db_url)
         try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import nats
 from nats.aio.client import Client
 from orrery.runtime.errors import InfrastructureError
 
+log = logging.getLogger(__name__)
 _SPACE = re.compile(r"\s")
 _ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips, as nats-py does
 
@@ -37,17 +39,27 @@ class OrreryClient(Client):
         return out
 
 
-async def connect(url: str, name: str, *, connect_timeout: int = 5) -> Client:
-    """Connect and keep reconnecting for ever: a NATS restart is survived, not fatal."""
+async def _on_error(exc: Exception) -> None:
+    """One line per NATS error (nats-py's default prints a traceback for each reconnect try)."""
+    log.warning("nats: %r", exc)
+
+
+async def connect(
+    url: str, name: str, *, connect_timeout: int = 5, attempts: int = -1
+) -> Client:
+    """Connect and keep reconnecting for ever: a NATS restart is survived, not fatal. A short-
+    lived client (the CLI) passes ``attempts``, so an unreachable NATS is an error, not a hang
+    (nats-py applies the limit to the first connection too)."""
     client = OrreryClient()
     try:
         await client.connect(
             url,
             name=name,
             connect_timeout=connect_timeout,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=attempts,
             reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; int in the stubs only
             allow_reconnect=True,
+            error_cb=_on_error,
         )
     except (OSError, TimeoutError, nats.errors.NoServersError) as exc:
         raise InfrastructureError(f"cannot reach NATS at {url}: {exc!r}") from exc
