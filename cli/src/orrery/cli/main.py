@@ -7,7 +7,9 @@ import time
 
 import typer
 from orrery.cli import projections, state
+from orrery.cli.auth import apikey_app, defaults_app, login, logout, secret_app, user_app, whoami
 from orrery.cli.boards import board_app, zone_app
+from orrery.cli.events import events_app
 from orrery.cli.sessions import session_app
 from orrery.cli.worktrees import env_app, repo_app, worktree_app
 from orrery.runtime import settings as settings_mod
@@ -27,6 +29,14 @@ app.add_typer(env_app, name="env")
 app.add_typer(session_app, name="session")
 app.add_typer(board_app, name="board")
 app.add_typer(zone_app, name="zone")
+app.add_typer(events_app, name="events")
+app.command()(login)
+app.command()(logout)
+app.command()(whoami)
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(secret_app, name="secret")
+app.add_typer(defaults_app, name="defaults")
 console = Console()
 
 
