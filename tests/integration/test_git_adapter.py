@@ -101,7 +101,7 @@ async def test_clone_failures_are_typed(gitx: Git, source: Path, tmp_path: Path)
 async def test_token_never_reaches_the_clones_config(
     gitx: Git, source: Path, tmp_path: Path
 ) -> None:
-    token = "ghp_sEcReTtOkEn0123456789"  # noqa: S105 - a fake token for the test
+    token = "ghp_sEcReTtOkEn0123456789"
     info = await gitx.clone(source.as_uri(), tmp_path / "private", token=token)
     config = (Path(info.path) / ".git" / "config").read_text()
     assert token not in config
@@ -126,7 +126,7 @@ def test_the_credential_helper_answers_get_only_and_bypasses_other_helpers(
     user_config = tmp_path / "gitconfig"
     user_config.write_text(f"[credential]\n\thelper = store --file {store}\n")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(user_config))
-    token = "ghp_fill_me_0123456789"  # noqa: S105 - a fake token for the test
+    token = "ghp_fill_me_0123456789"
     args = ["git", *_credential_args(token)]
     env = {**os.environ, **_environment(token)}
     ask = "protocol=https\nhost=github.com\npath=acme/private.git\n\n"

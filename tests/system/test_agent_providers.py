@@ -122,7 +122,7 @@ KEY_OF = {
 
 
 @pytest.mark.parametrize("agent", list(AGENTS))
-def test_one_scenario_for_every_provider(
+def test_one_scenario_for_every_provider(  # noqa: PLR0915 - one story
     stack: tuple[httpx.Client, Path, ScriptedModelServer], agent: str
 ) -> None:
     api, _, model = stack

@@ -1,6 +1,6 @@
 """The gateway issue's acceptance for auth, through `orrery up` with ``ORRERY_AUTH=required``:
 
-- an authorization matrix: every route of ``/schema`` × no credentials and each role;
+- an authorization matrix: every route of ``/schema`` by no credentials and each role;
 - a WebSocket or MCP client that has not authenticated receives nothing at all;
 - the ``mcp`` SDK's own client lists and calls the tools over HTTP, as the API would;
 - a session's MCP token reaches its worktree and the boards its card is on, nothing else;
@@ -15,16 +15,19 @@ import asyncio
 import base64
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import httpx2
 import nats
 import pytest
 import websockets
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from orrery.gateway.domain.users import RACE_S
 from orrery.runtime.secrets import Keys, master_key
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
@@ -41,6 +44,7 @@ PUBLIC = "public"
 # The policy, written out independently of the gateway's table: (method, route) -> least role.
 EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/api/auth/status"): PUBLIC,
     ("POST", "/api/auth/setup"): PUBLIC,
     ("POST", "/api/auth/login"): PUBLIC,
     ("POST", "/api/auth/refresh"): PUBLIC,
@@ -80,31 +84,53 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/worktrees/{ref}/env/restart"): "admin",
     ("GET", "/api/ledger"): "viewer",
 }
-for path in ("", "/{ref}", "/{ref}/genealogy", "/{ref}/messages", "/{ref}/permissions",
-             "/{ref}/queue", "/{ref}/tasks"):  # fmt: skip
+for path in (
+    "",
+    "/{ref}",
+    "/{ref}/genealogy",
+    "/{ref}/messages",
+    "/{ref}/permissions",
+    "/{ref}/queue",
+    "/{ref}/tasks",
+):
     EXPECTED[("GET", f"/api/sessions{path}")] = "viewer"
 for method, path in (
-    ("POST", ""), ("POST", "/{ref}/prompt"), ("PUT", "/{ref}/queue"),
-    ("DELETE", "/{ref}/queue/{task_id}"), ("POST", "/{ref}/stop"), ("POST", "/{ref}/resume"),
-    ("POST", "/{ref}/fork"), ("POST", "/{ref}/spawn"), ("DELETE", "/{ref}"),
+    ("POST", ""),
+    ("POST", "/{ref}/prompt"),
+    ("PUT", "/{ref}/queue"),
+    ("DELETE", "/{ref}/queue/{task_id}"),
+    ("POST", "/{ref}/stop"),
+    ("POST", "/{ref}/resume"),
+    ("POST", "/{ref}/fork"),
+    ("POST", "/{ref}/spawn"),
+    ("DELETE", "/{ref}"),
     ("POST", "/{ref}/permissions/{request_id}"),
-):  # fmt: skip
+):
     EXPECTED[(method, f"/api/sessions{path}")] = "member"
 for path in ("", "/{ref}", "/{ref}/triggers/{trigger_id}"):
     EXPECTED[("GET", f"/api/boards{path}")] = "viewer"
 for method, path in (
-    ("POST", ""), ("PATCH", "/{ref}"), ("DELETE", "/{ref}"), ("POST", "/{ref}/zones"),
-    ("PATCH", "/{ref}/zones/{zone_id}"), ("DELETE", "/{ref}/zones/{zone_id}"),
-    ("POST", "/{ref}/notes"), ("PATCH", "/{ref}/notes/{note_id}"),
-    ("DELETE", "/{ref}/notes/{note_id}"), ("PUT", "/{ref}/cards/{worktree}"),
-    ("POST", "/{ref}/cards/{worktree}/unpin"), ("DELETE", "/{ref}/cards/{worktree}"),
+    ("POST", ""),
+    ("PATCH", "/{ref}"),
+    ("DELETE", "/{ref}"),
+    ("POST", "/{ref}/zones"),
+    ("PATCH", "/{ref}/zones/{zone_id}"),
+    ("DELETE", "/{ref}/zones/{zone_id}"),
+    ("POST", "/{ref}/notes"),
+    ("PATCH", "/{ref}/notes/{note_id}"),
+    ("DELETE", "/{ref}/notes/{note_id}"),
+    ("PUT", "/{ref}/cards/{worktree}"),
+    ("POST", "/{ref}/cards/{worktree}/unpin"),
+    ("DELETE", "/{ref}/cards/{worktree}"),
     ("POST", "/{ref}/triggers/{trigger_id}/choose"),
-    ("POST", "/{ref}/triggers/{trigger_id}/dismiss"), ("POST", "/{ref}/comments"),
-    ("PATCH", "/{ref}/comments/{comment_id}"), ("DELETE", "/{ref}/comments/{comment_id}"),
+    ("POST", "/{ref}/triggers/{trigger_id}/dismiss"),
+    ("POST", "/{ref}/comments"),
+    ("PATCH", "/{ref}/comments/{comment_id}"),
+    ("DELETE", "/{ref}/comments/{comment_id}"),
     ("POST", "/{ref}/comments/{comment_id}/resolve"),
     ("POST", "/{ref}/comments/{comment_id}/reopen"),
     ("POST", "/{ref}/comments/{comment_id}/reactions"),
-):  # fmt: skip
+):
     EXPECTED[(method, f"/api/boards{path}")] = "member"
 
 PASSWORD = "a long enough password"
@@ -151,8 +177,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert again.status_code == 409 and again.json()["code"] == "auth.setup_done"
         for role in ("viewer", "member", "admin"):
             email = f"{role}@example.com"
-            made = s.call("owner", "POST", "/api/users",
-                          json={"email": email, "password": PASSWORD, "name": role, "role": role})  # fmt: skip
+            made = s.call(
+                "owner",
+                "POST",
+                "/api/users",
+                json={"email": email, "password": PASSWORD, "name": role, "role": role},
+            )
             assert made.status_code == 201, made.text
             login = s.api.post("/api/auth/login", json={"email": email, "password": PASSWORD})
             assert login.status_code == 200, login.text
@@ -168,8 +198,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             made = s.call("member", "POST", "/api/boards", json={"name": board})
             assert made.status_code == 201, made.text
             s.ids[board] = made.json()["id"]
-            placed = s.call("member", "PUT", f"/api/boards/{s.ids[board]}/cards/{s.ids[card]}",
-                            json={"x": 10, "y": 10})  # fmt: skip
+            placed = s.call(
+                "member",
+                "PUT",
+                f"/api/boards/{s.ids[board]}/cards/{s.ids[card]}",
+                json={"x": 10, "y": 10},
+            )
             assert placed.status_code == 200, placed.text
         session = s.call("member", "POST", "/api/sessions", json={"worktree": "one"})
         assert session.status_code == 201, session.text
@@ -205,7 +239,7 @@ def test_every_route_is_checked_against_the_role_matrix(stack: Stack) -> None:
     wrong: list[str] = []
     for (method, route), least in sorted(EXPECTED.items()):
         path = _filled(route)
-        body = {} if method in ("POST", "PUT", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
         anonymous = stack.api.request(method, path, json=body)
         if least == PUBLIC:
             if anonymous.status_code in (401, 403):
@@ -229,19 +263,29 @@ def test_sockets_without_credentials_receive_nothing(stack: Stack) -> None:
     ws = stack.url.replace("http", "ws")
 
     async def refused(url: str) -> None:
-        try:
+        """Refused at the handshake, or closed before a single frame: nothing received."""
+
+        async def first_frame() -> None:
             async with websockets.connect(url, open_timeout=10) as sock:
                 frame = await asyncio.wait_for(sock.recv(), 5)
                 raise AssertionError(f"{url} sent {frame!r}")
-        except websockets.InvalidStatus as exc:
+
+        with pytest.raises((websockets.InvalidStatus, websockets.ConnectionClosed)) as caught:
+            await first_frame()
+        exc = caught.value
+        if isinstance(exc, websockets.InvalidStatus):
             assert exc.response.status_code in (401, 403)
-        except websockets.ConnectionClosed as exc:
+        else:
+            assert isinstance(exc, websockets.ConnectionClosed)
             assert exc.rcvd is None or exc.rcvd.code != 1000
 
     async def scenario() -> None:
         board, session = stack.ids["Mine"], stack.ids["session"]
-        for url in (f"{ws}/ws/boards/{board}", f"{ws}/ws/sessions/{session}",
-                    f"{ws}/ws/boards/{board}?token=not-a-token"):  # fmt: skip
+        for url in (
+            f"{ws}/ws/boards/{board}",
+            f"{ws}/ws/sessions/{session}",
+            f"{ws}/ws/boards/{board}?token=not-a-token",
+        ):
             await refused(url)
         # a viewer's socket: the snapshot and events; a command is refused, not applied
         async with websockets.connect(
@@ -250,9 +294,20 @@ def test_sockets_without_credentials_receive_nothing(stack: Stack) -> None:
             first = json.loads(await asyncio.wait_for(sock.recv(), 10))
             assert first["type"] == "snapshot"
             await sock.send("not json")
-            await sock.send(json.dumps({"type": "command", "id": "viewer-move-1",
-                                        "command": {"type": "canvas.MoveCard",
-                                                    "worktree_id": stack.ids["one"], "x": 500, "y": 500}}))  # fmt: skip
+            await sock.send(
+                json.dumps(
+                    {
+                        "type": "command",
+                        "id": "viewer-move-1",
+                        "command": {
+                            "type": "canvas.MoveCard",
+                            "worktree_id": stack.ids["one"],
+                            "x": 500,
+                            "y": 500,
+                        },
+                    }
+                )
+            )
             seen: dict[str, dict[str, Any]] = {}
             async with asyncio.timeout(10):
                 while "rejected" not in seen:
@@ -270,7 +325,9 @@ def test_sockets_without_credentials_receive_nothing(stack: Stack) -> None:
 def test_mcp_without_credentials_gets_a_401_and_no_tool(stack: Stack) -> None:
     init = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDp5"}):
-        got = stack.api.post("/mcp", json=init, headers={**headers, "Accept": "application/json, text/event-stream"})  # fmt: skip
+        got = stack.api.post(
+            "/mcp", json=init, headers={**headers, "Accept": "application/json, text/event-stream"}
+        )
         assert got.status_code == 401, got.text
         assert "orrery_" not in got.text
 
@@ -278,17 +335,19 @@ def test_mcp_without_credentials_gets_a_401_and_no_tool(stack: Stack) -> None:
 async def _mcp(
     url: str, token: str, calls: list[tuple[str, dict[str, Any]]]
 ) -> tuple[list[str], list[Any]]:
-    client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    async with streamable_http_client(f"{url}/mcp", http_client=client) as streams:
-        async with ClientSession(streams[0], streams[1]) as session:
-            await session.initialize()
-            tools = [t.name for t in (await session.list_tools()).tools]
-            results = []
-            for name, args in calls:
-                result = await session.call_tool(name, args)
-                text = "".join(getattr(c, "text", "") for c in result.content)
-                results.append(("error", text) if result.is_error else json.loads(text or "null"))
-            return tools, results
+    client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    async with (
+        streamable_http_client(f"{url}/mcp", http_client=client) as streams,
+        ClientSession(streams[0], streams[1]) as session,
+    ):
+        await session.initialize()
+        tools = [t.name for t in (await session.list_tools()).tools]
+        results = []
+        for name, args in calls:
+            result = await session.call_tool(name, args)
+            text = "".join(getattr(c, "text", "") for c in result.content)
+            results.append(("error", text) if result.is_error else json.loads(text or "null"))
+        return tools, results
 
 
 def test_the_mcp_sdk_client_lists_and_calls_tools_with_an_api_key(stack: Stack) -> None:
@@ -297,27 +356,50 @@ def test_the_mcp_sdk_client_lists_and_calls_tools_with_an_api_key(stack: Stack) 
     key = created.json()["key"]
     board, one = stack.ids["Mine"], stack.ids["one"]
     tools, results = asyncio.run(
-        _mcp(stack.url, key, [
-            ("orrery_users_get_current", {}),
-            ("orrery_boards_list", {}),
-            ("orrery_boards_place_card", {"board": board, "worktree": one, "x": 40, "y": 60}),
-            ("orrery_environment_start", {"worktree": one}),
-            ("orrery_sessions_list", {"worktree": "one"}),
-            ("orrery_events_tail", {"board": board, "after": 0, "limit": 500}),
-        ])
-    )  # fmt: skip
+        _mcp(
+            stack.url,
+            key,
+            [
+                ("orrery_users_get_current", {}),
+                ("orrery_boards_list", {}),
+                ("orrery_boards_place_card", {"board": board, "worktree": one, "x": 40, "y": 60}),
+                ("orrery_environment_start", {"worktree": one}),
+                ("orrery_sessions_list", {"worktree": "one"}),
+                ("orrery_events_tail", {"board": board, "after": 0, "limit": 500}),
+            ],
+        )
+    )
     expected = {
-        "orrery_sessions_list", "orrery_sessions_get", "orrery_sessions_get_current",
-        "orrery_sessions_spawn", "orrery_sessions_prompt", "orrery_sessions_create",
-        "orrery_sessions_stop", "orrery_worktrees_get", "orrery_worktrees_list",
-        "orrery_worktrees_create", "orrery_worktrees_update", "orrery_environment_start",
-        "orrery_environment_stop", "orrery_environment_health", "orrery_environment_logs",
-        "orrery_environment_open_app", "orrery_boards_get", "orrery_boards_list",
-        "orrery_boards_place_card", "orrery_boards_add_zone", "orrery_tasks_list",
-        "orrery_tasks_get", "orrery_users_list", "orrery_users_get", "orrery_users_get_current",
-        "orrery_users_update_current", "orrery_user_create", "orrery_analytics_leaderboard",
+        "orrery_sessions_list",
+        "orrery_sessions_get",
+        "orrery_sessions_get_current",
+        "orrery_sessions_spawn",
+        "orrery_sessions_prompt",
+        "orrery_sessions_create",
+        "orrery_sessions_stop",
+        "orrery_worktrees_get",
+        "orrery_worktrees_list",
+        "orrery_worktrees_create",
+        "orrery_worktrees_update",
+        "orrery_environment_start",
+        "orrery_environment_stop",
+        "orrery_environment_health",
+        "orrery_environment_logs",
+        "orrery_environment_open_app",
+        "orrery_boards_get",
+        "orrery_boards_list",
+        "orrery_boards_place_card",
+        "orrery_boards_add_zone",
+        "orrery_tasks_list",
+        "orrery_tasks_get",
+        "orrery_users_list",
+        "orrery_users_get",
+        "orrery_users_get_current",
+        "orrery_users_update_current",
+        "orrery_user_create",
+        "orrery_analytics_leaderboard",
         "orrery_events_tail",
-    }  # fmt: skip
+    }
     assert expected <= set(tools)
     me, boards, placed, env_start, sessions, tail = results
     assert me["id"] == stack.users["member"]["id"] and me["via"] == "api_key"
@@ -329,8 +411,11 @@ def test_the_mcp_sdk_client_lists_and_calls_tools_with_an_api_key(stack: Stack) 
     assert moves[-1]["event"]["x"] == 40
     assert moves[-1]["actor"] == stack.users["member"]["id"]  # the same command, the caller's
     # the tool went through the same command as REST: the board shows it
-    card = next(c for c in stack.call("viewer", "GET", f"/api/boards/{board}").json()["cards"]
-                if c["worktree_id"] == one)  # fmt: skip
+    card = next(
+        c
+        for c in stack.call("viewer", "GET", f"/api/boards/{board}").json()["cards"]
+        if c["worktree_id"] == one
+    )
     assert (card["x"], card["y"]) == (40, 60)
 
 
@@ -340,20 +425,27 @@ def test_a_session_token_reaches_its_worktree_and_boards_only(stack: Stack) -> N
     token = keys.session_token(member, stack.ids["session"], stack.ids["one"])
     mine, theirs, two = stack.ids["Mine"], stack.ids["Theirs"], stack.ids["two"]
     _, results = asyncio.run(
-        _mcp(stack.url, token, [
-            ("orrery_sessions_get_current", {}),
-            ("orrery_boards_list", {}),
-            ("orrery_boards_get", {"board": mine}),
-            ("orrery_boards_get", {"board": theirs}),
-            ("orrery_boards_place_card", {"board": theirs, "worktree": two, "x": 1, "y": 1}),
-            ("orrery_boards_place_card", {"board": mine, "worktree": two, "x": 1, "y": 1}),
-            ("orrery_events_tail", {"board": theirs}),
-            ("orrery_worktrees_get", {"worktree": "two"}),
-            ("orrery_sessions_create", {"worktree": "two"}),
-            ("orrery_user_create", {"email": "x@example.com", "password": PASSWORD, "name": "x"}),
-            ("orrery_events_tail", {"board": mine, "limit": 500}),
-        ])
-    )  # fmt: skip
+        _mcp(
+            stack.url,
+            token,
+            [
+                ("orrery_sessions_get_current", {}),
+                ("orrery_boards_list", {}),
+                ("orrery_boards_get", {"board": mine}),
+                ("orrery_boards_get", {"board": theirs}),
+                ("orrery_boards_place_card", {"board": theirs, "worktree": two, "x": 1, "y": 1}),
+                ("orrery_boards_place_card", {"board": mine, "worktree": two, "x": 1, "y": 1}),
+                ("orrery_events_tail", {"board": theirs}),
+                ("orrery_worktrees_get", {"worktree": "two"}),
+                ("orrery_sessions_create", {"worktree": "two"}),
+                (
+                    "orrery_user_create",
+                    {"email": "x@example.com", "password": PASSWORD, "name": "x"},
+                ),
+                ("orrery_events_tail", {"board": mine, "limit": 500}),
+            ],
+        )
+    )
     current, boards, got_mine, *refused, tail = results
     assert current["id"] == stack.ids["session"]
     assert [b["id"] for b in boards["boards"]] == [mine]
@@ -369,38 +461,71 @@ def test_a_session_token_reaches_its_worktree_and_boards_only(stack: Stack) -> N
 
 
 def test_refresh_rotates_logout_ends_and_failed_logins_are_limited(stack: Stack) -> None:
-    login = stack.api.post("/api/auth/login", json={"email": "admin@example.com", "password": PASSWORD}).json()  # fmt: skip
+    login = stack.api.post(
+        "/api/auth/login", json={"email": "admin@example.com", "password": PASSWORD}
+    ).json()
     first = stack.api.post("/api/auth/refresh", json={"refresh_token": login["refresh_token"]})
     assert first.status_code == 200
     fresh = first.json()
-    assert stack.api.get("/api/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}).status_code == 200  # fmt: skip
+    assert (
+        stack.api.get(
+            "/api/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}
+        ).status_code
+        == 200
+    )
+    # at once again (two tabs): refused as a race, the sign-in lives on
+    raced = stack.api.post("/api/auth/refresh", json={"refresh_token": login["refresh_token"]})
+    assert raced.status_code == 401 and raced.json()["code"] == "auth.refresh_raced"
+    assert (
+        stack.api.get(
+            "/api/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}
+        ).status_code
+        == 200
+    )
+    time.sleep(RACE_S + 0.5)  # later: a copy of a spent token is a theft
     reused = stack.api.post("/api/auth/refresh", json={"refresh_token": login["refresh_token"]})
     assert reused.status_code == 401 and reused.json()["code"] == "auth.refresh_reused"
     # the reuse ended the whole sign-in: the fresh pair is dead too
-    assert stack.api.get("/api/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}).status_code == 401  # fmt: skip
+    assert (
+        stack.api.get(
+            "/api/me", headers={"Authorization": f"Bearer {fresh['access_token']}"}
+        ).status_code
+        == 401
+    )
     again = stack.api.post("/api/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
     assert again.status_code == 401
 
-    second = stack.api.post("/api/auth/login", json={"email": "admin@example.com", "password": PASSWORD}).json()  # fmt: skip
+    second = stack.api.post(
+        "/api/auth/login", json={"email": "admin@example.com", "password": PASSWORD}
+    ).json()
     bearer = {"Authorization": f"Bearer {second['access_token']}"}
     assert stack.api.get("/api/me", headers=bearer).status_code == 200
-    assert stack.api.post("/api/auth/logout", json={"refresh_token": second["refresh_token"]}).status_code == 204  # fmt: skip
+    assert (
+        stack.api.post(
+            "/api/auth/logout", json={"refresh_token": second["refresh_token"]}
+        ).status_code
+        == 204
+    )
     assert stack.api.get("/api/me", headers=bearer).status_code == 401
 
     codes = [
         stack.api.post(
             "/api/auth/login", json={"email": "viewer@example.com", "password": "wrong password"}
-        ).status_code  # fmt: skip
+        ).status_code
         for _ in range(11)
     ]
     assert codes == [401] * 10 + [429]
-    limited = stack.api.post("/api/auth/login", json={"email": "viewer@example.com", "password": PASSWORD})  # fmt: skip
+    limited = stack.api.post(
+        "/api/auth/login", json={"email": "viewer@example.com", "password": PASSWORD}
+    )
     assert limited.status_code == 429 and limited.json()["detail"]["retry_after"] > 0
 
 
 def test_secrets_are_sealed_and_never_returned(stack: Stack) -> None:
     value = "sk-ant-do-not-leak-0123456789"
-    put = stack.call("member", "PUT", "/api/me/secrets/api_key/ANTHROPIC_API_KEY", json={"value": value})  # fmt: skip
+    put = stack.call(
+        "member", "PUT", "/api/me/secrets/api_key/ANTHROPIC_API_KEY", json={"value": value}
+    )
     assert put.status_code == 200, put.text
     assert put.json()["set"] is True and value not in put.text
     listed = stack.call("member", "GET", "/api/me/secrets")
@@ -412,8 +537,11 @@ def test_secrets_are_sealed_and_never_returned(stack: Stack) -> None:
         nc = await nats.connect(f"nats://127.0.0.1:{stack.env['ORRERY_NATS_PORT']}")
         try:
             js = nc.jetstream()
-            sub = await js.subscribe("gateway.evt.>", ordered_consumer=True,
-                                     config=nats.js.api.ConsumerConfig(deliver_policy=nats.js.api.DeliverPolicy.ALL))  # fmt: skip
+            sub = await js.subscribe(
+                "gateway.evt.>",
+                ordered_consumer=True,
+                config=nats.js.api.ConsumerConfig(deliver_policy=nats.js.api.DeliverPolicy.ALL),
+            )
             data = b""
             try:
                 while True:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import pytest
+from orrery.gateway.domain.users import RACE_S
 
 if TYPE_CHECKING:  # mypy sees the repo root; pytest puts these directories on sys.path
     from tests.system.stackctl import ORRERY, start, stop, wait_healthy
@@ -24,8 +25,8 @@ pytestmark = pytest.mark.system
 
 OWNER = ("owner@example.com", "owner-password-1")
 VIEWER = ("viewer@example.com", "viewer-password-1")
-SECRET_VALUE = "sk-ant-test-4f9c2d7e1b"  # noqa: S105 - a made-up key, to look for in the output
-BAD_TOKEN = "not-a-token"  # noqa: S105 - what an expired access token stands for
+SECRET_VALUE = "sk-ant-test-4f9c2d7e1b"
+BAD_TOKEN = "not-a-token"
 
 
 class Stack(NamedTuple):
@@ -210,8 +211,9 @@ def test_refresh_reuse_and_logout(stack: Stack) -> None:
     assert stat.S_IMODE(stack.credentials.stat().st_mode) == 0o600
     assert saved(stack)[other]["email"] == "o@x"
 
-    # A spent refresh token presented again ends the sign-in everywhere: removed here, the
-    # user sent to login, and the current tokens dead too.
+    # A spent refresh token presented again (later than a race would) ends the sign-in
+    # everywhere: removed here, the user sent to login, and the current tokens dead too.
+    time.sleep(RACE_S + 0.5)
     _edit(stack, access_token=BAD_TOKEN, refresh_token=before["refresh_token"])
     out = refused(run(env, "board", "list"))
     assert f"your sign-in to {stack.url} has ended (this refresh token was already used" in out

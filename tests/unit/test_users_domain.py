@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from orrery.events import Event
 from orrery.events import gateway as g
@@ -73,6 +74,7 @@ def test_a_refresh_token_rotates_and_a_spent_one_ends_the_sign_in() -> None:
     state = fold(CREATED, LOGIN)
     first = d.decide_refresh(refresh("h1", "h2"), state, deps())
     assert [type(e) for e in first] == [g.LoginRefreshed]
+    first = [msgspec.structs.replace(first[0], rotated_at=NOW - timedelta(minutes=1))]
     state = fold(CREATED, LOGIN, *first)
     # h1 was spent: presenting it again is a stolen copy; the whole family ends
     reused = d.decide_refresh(refresh("h1", "h3"), state, deps())
@@ -81,6 +83,29 @@ def test_a_refresh_token_rotates_and_a_spent_one_ends_the_sign_in() -> None:
     with pytest.raises(Rejection) as exc:
         d.decide_refresh(refresh("h2", "h4"), state, deps())  # the current one is dead too
     assert exc.value.code == "auth.refresh_invalid"
+
+
+def test_two_refreshes_of_one_token_at_once_are_a_race_not_a_theft() -> None:
+    first = d.decide_refresh(refresh("h1", "h2"), fold(CREATED, LOGIN), deps())
+    state = fold(CREATED, LOGIN, *first)  # rotated at NOW: the same token again, NOW too
+    with pytest.raises(Rejection) as exc:
+        d.decide_refresh(refresh("h1", "h3"), state, deps())
+    assert exc.value.code == "auth.refresh_raced"  # refused, the sign-in lives on
+    late = g.LoginRefreshed(
+        user_id=ANN, login_id="l1", refresh_hash="h2", expires_at=NOW + timedelta(days=30),
+        rotated_at=NOW - timedelta(seconds=d.RACE_S + 1),
+    )  # fmt: skip
+    reused = d.decide_refresh(refresh("h1", "h3"), fold(CREATED, LOGIN, late), deps())
+    assert [type(e) for e in reused] == [g.LoginEnded]
+
+
+def test_a_new_password_ends_every_other_sign_in() -> None:
+    other = g.LoginStarted(
+        user_id=ANN, login_id="l2", refresh_hash="x1", expires_at=NOW + timedelta(days=30)
+    )
+    change = g.ChangePassword(command_id="p", user_id=ANN, password_hash="new", keep_login="l1")
+    events = d.decide_password(change, fold(CREATED, LOGIN, other), deps())
+    assert events[1:] == [g.LoginEnded(user_id=ANN, login_id="l2", reason="revoked")]
 
 
 def test_an_unknown_or_expired_refresh_token_is_refused() -> None:

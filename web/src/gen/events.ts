@@ -1053,6 +1053,7 @@ export interface LoginRefreshed {
   login_id: string;
   refresh_hash: string;
   expires_at: string;
+  rotated_at?: string | null;
   [k: string]: unknown;
 }
 /**
@@ -1602,10 +1603,14 @@ export interface ChangeRole {
   command_id: string;
   [k: string]: unknown;
 }
+/**
+ * Also ends the user's sign-ins but ``keep_login`` (the one changing it).
+ */
 export interface ChangePassword {
   type: "gateway.ChangePassword";
   user_id: string;
   password_hash: string;
+  keep_login?: string | null;
   command_id: string;
   [k: string]: unknown;
 }

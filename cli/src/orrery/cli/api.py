@@ -209,6 +209,12 @@ class Api:
                 renewed.email = renewed.email or current.email
                 self.credentials.write_all({**signins, self.url: renewed})
                 return renewed
+            if body.get("code") == "auth.refresh_raced":  # another client renewed it just now
+                raise ApiCallError(
+                    401,
+                    "auth.refresh_raced",
+                    f"the sign-in to {self.url} was renewed elsewhere a moment ago: try again",
+                )
             if 400 <= response.status_code < 500:  # refused: the sign-in has ended
                 del signins[self.url]
                 self.credentials.write_all(signins)

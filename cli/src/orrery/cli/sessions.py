@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -238,7 +239,9 @@ def _follow(
     try:
         while True:
             try:
-                with connect(f"{url}?after={last}", max_size=None) as ws:
+                token = client.token()  # (the REST call before this one renewed it if due)
+                auth = f"&token={urllib.parse.quote(token)}" if token else ""
+                with connect(f"{url}?after={last}{auth}", max_size=None) as ws:
                     if on_open:
                         on_open()  # e.g. send the prompt, now that no delta can be missed
                         on_open = None

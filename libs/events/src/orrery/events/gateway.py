@@ -95,6 +95,7 @@ class LoginRefreshed(Event, tag="gateway.LoginRefreshed", frozen=True):
     login_id: str
     refresh_hash: str
     expires_at: datetime
+    rotated_at: datetime | None = None  # when: a racing refresh within seconds is not a theft
 
 
 class LoginEnded(Event, tag="gateway.LoginEnded", frozen=True):
@@ -166,9 +167,12 @@ class ChangeRole(Command, tag="gateway.ChangeRole", frozen=True):
 
 
 class ChangePassword(Command, tag="gateway.ChangePassword", frozen=True):
+    """Also ends the user's sign-ins but ``keep_login`` (the one changing it)."""
+
     CONTEXT: ClassVar[str] = "gateway"
     user_id: str
     password_hash: str
+    keep_login: str | None = None
 
 
 class DeleteUser(Command, tag="gateway.DeleteUser", frozen=True):

@@ -132,6 +132,13 @@ class SecretOut(msgspec.Struct, frozen=True, kw_only=True):
 # -- read model -------------------------------------------------------------------------------
 
 
+def _like_prefix(ref: str) -> str:
+    """``ref`` as a LIKE prefix pattern, its own ``%``, ``_`` and backslash taken literally."""
+    for special in ("\\", "%", "_"):
+        ref = ref.replace(special, "\\" + special)
+    return ref + "%"
+
+
 def _user(row: asyncpg.Record) -> UserOut:
     return UserOut(
         id=row["user_id"], email=row["email"], name=row["name"], emoji=row["emoji"],
@@ -159,7 +166,7 @@ class UsersReadModel:
         return [_user(r) for r in rows]
 
     async def any_user(self) -> bool:
-        return bool(await self._fetch('SELECT 1 FROM "gateway".users LIMIT 1'))
+        return bool(await self._fetch('SELECT 1 FROM "gateway".users WHERE NOT deleted LIMIT 1'))
 
     async def owners(self) -> int:
         rows = await self._fetch(
@@ -178,7 +185,7 @@ class UsersReadModel:
         rows = await self._fetch(
             'SELECT * FROM "gateway".users WHERE NOT deleted AND'
             " (user_id = $1 OR lower(email) = lower($1) OR user_id LIKE $2) LIMIT 2",
-            ref, ref.replace("%", "").replace("_", "") + "%",
+            ref, _like_prefix(ref),
         )  # fmt: skip
         if len(rows) != 1:
             code = "user.ambiguous" if rows else "user.not_found"
@@ -245,7 +252,7 @@ class UsersApi(ContextApi[UsersReadModel]):
     limiter: auth.LoginLimiter
 
     async def tokens(
-        self, user: asyncpg.Record | UserOut, login_id: str | None = None
+        self, user: asyncpg.Record | UserOut, login_id: str | None = None, client: str = ""
     ) -> TokensOut:
         """A new sign-in (or, with ``login_id``, the tokens for a rotated one)."""
         out = user if isinstance(user, UserOut) else _user(user)
@@ -257,6 +264,7 @@ class UsersApi(ContextApi[UsersReadModel]):
                 g.StartLogin(
                     command_id=_ids.new(), user_id=out.id, login_id=lid,
                     refresh_hash=auth.digest(refresh_secret), expires_at=expires,
+                    client=client,
                 ),
                 actor=out.id,
             )  # fmt: skip
@@ -282,9 +290,20 @@ def _split_refresh(token: str) -> tuple[str, str]:
 # -- /api/auth --------------------------------------------------------------------------------
 
 
+class AuthStatusOut(msgspec.Struct, frozen=True, kw_only=True):
+    auth_mode: str
+    setup_needed: bool  # no user yet: POST /api/auth/setup makes the first owner
+
+
 class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
+
+    @get("/status", opt={"public": True}, summary="How this gateway signs people in")
+    async def status(self, users: UsersApi) -> AuthStatusOut:
+        return AuthStatusOut(
+            auth_mode=users.authenticator.mode, setup_needed=not await users.model.any_user()
+        )
 
     @post(
         "/setup",
@@ -318,7 +337,7 @@ class AuthController(Controller):
             raise ApiError(401, "auth.invalid_credentials", "wrong email or password")
         assert row is not None
         users.limiter.succeeded(email)
-        return await users.tokens(row)
+        return await users.tokens(row, client=data.client)
 
     @post(
         "/refresh",
@@ -397,6 +416,20 @@ class MeController(Controller):
         self, request: Request[Any, Any, Any], data: MePatch, users: UsersApi
     ) -> UserOut:
         me = _registered()
+        if data.password is not None:  # checked before anything changes
+            row = await users.authenticator.user(me.user_id)
+            if data.current_password is None or not await auth.verify_password(
+                row["password_hash"] if row else None, data.current_password
+            ):
+                raise ApiError(403, "auth.invalid_credentials", "the current password is wrong")
+            await users.send(
+                g.ChangePassword(
+                    command_id=_ids.new(),
+                    user_id=me.user_id,
+                    password_hash=await auth.hash_password(data.password),
+                    keep_login=me.login_id,
+                )
+            )
         if data.name is not None or data.emoji is not None:
             await users.send(
                 g.UpdateUser(
@@ -406,18 +439,6 @@ class MeController(Controller):
                     emoji=data.emoji,
                 )
             )
-        if data.password is not None:
-            row = await users.authenticator.user(me.user_id)
-            if data.current_password is None or not await auth.verify_password(
-                row["password_hash"] if row else None, data.current_password
-            ):
-                raise ApiError(403, "auth.invalid_credentials", "the current password is wrong")
-            await users.send(
-                g.ChangePassword(
-                    command_id=_ids.new(), user_id=me.user_id,
-                    password_hash=await auth.hash_password(data.password),
-                )
-            )  # fmt: skip
         return await users.model.user(me.user_id)
 
     @get("/api-keys", summary="The caller's API keys (never the keys themselves)")

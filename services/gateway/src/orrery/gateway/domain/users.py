@@ -47,12 +47,17 @@ MAX_NAME = 100
 MAX_SECRETS = 100
 
 
+RACE_S = 5  # a spent refresh token presented this soon after its rotation: a race, not a theft
+
+
 @dataclass(frozen=True)
 class Login:
     current: str
     expires_at: datetime
     spent: frozenset[str] = frozenset()
     ended: bool = False
+    last_spent: str | None = None
+    rotated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,10 @@ def evolve(state: User, event: Event) -> User:  # noqa: PLR0911 - one case per e
             return replace(state, logins={**state.logins, event.login_id: login})
         case LoginRefreshed():
             old = state.logins[event.login_id]
-            login = Login(event.refresh_hash, event.expires_at, old.spent | {old.current})
+            login = Login(
+                event.refresh_hash, event.expires_at, old.spent | {old.current},
+                last_spent=old.current, rotated_at=event.rotated_at,
+            )  # fmt: skip
             return replace(state, logins={**state.logins, event.login_id: login})
         case LoginEnded():
             if event.login_id not in state.logins:
@@ -153,8 +161,17 @@ def decide_role(command: ChangeRole, state: User, deps: Deps) -> Sequence[Event]
 
 
 def decide_password(command: ChangePassword, state: User, deps: Deps) -> Sequence[Event]:
+    """A new password ends every other sign-in (whoever knew the old one is out)."""
     _live(state, command.user_id)
-    return [UserPasswordChanged(user_id=command.user_id, password_hash=command.password_hash)]
+    ended: list[Event] = [
+        LoginEnded(user_id=command.user_id, login_id=login_id, reason="revoked")
+        for login_id, login in sorted(state.logins.items())
+        if not login.ended and login_id != command.keep_login
+    ]
+    return [
+        UserPasswordChanged(user_id=command.user_id, password_hash=command.password_hash),
+        *ended,
+    ]
 
 
 def decide_delete(command: DeleteUser, state: User, deps: Deps) -> Sequence[Event]:
@@ -183,6 +200,16 @@ def decide_refresh(command: RefreshLogin, state: User, deps: Deps) -> Sequence[E
     if login is None or login.ended:
         raise Rejection("auth.refresh_invalid", "this sign-in has ended: sign in again")
     if command.presented_hash in login.spent:
+        now = deps.clock.now()
+        if (
+            command.presented_hash == login.last_spent
+            and login.rotated_at is not None
+            and (now - login.rotated_at).total_seconds() < RACE_S
+        ):  # two refreshes of one token at once (two tabs, two commands): refuse the later one
+            raise Rejection(
+                "auth.refresh_raced",
+                "this refresh token was just used by another request: use the new tokens",
+            )
         return [LoginEnded(user_id=command.user_id, login_id=command.login_id, reason="reused")]
     if command.presented_hash != login.current:
         raise Rejection("auth.refresh_invalid", "unknown refresh token: sign in again")
@@ -194,6 +221,7 @@ def decide_refresh(command: RefreshLogin, state: User, deps: Deps) -> Sequence[E
             login_id=command.login_id,
             refresh_hash=command.refresh_hash,
             expires_at=command.expires_at,
+            rotated_at=deps.clock.now(),
         )
     ]
 

@@ -125,6 +125,9 @@ class UsersProjection:
                         " AND revoked_at IS NULL",
                         e.user_id, at,
                     )  # fmt: skip
+                    # a user made again with this email (the same id) starts with none
+                    await conn.execute(f"DELETE FROM {q}.secrets WHERE user_id = $1", e.user_id)
+                    await conn.execute(f"DELETE FROM {q}.defaults WHERE user_id = $1", e.user_id)
                 case g.LoginStarted():
                     await conn.execute(
                         f"INSERT INTO {q}.logins VALUES ($1, $2, $3, $4, $5, $6, NULL)"
