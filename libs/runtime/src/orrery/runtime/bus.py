@@ -44,9 +44,7 @@ async def _on_error(exc: Exception) -> None:
     log.warning("nats: %r", exc)
 
 
-async def connect(
-    url: str, name: str, *, connect_timeout: int = 5, attempts: int = -1
-) -> Client:
+async def connect(url: str, name: str, *, connect_timeout: int = 5, attempts: int = -1) -> Client:
     """Connect and keep reconnecting for ever: a NATS restart is survived, not fatal. A short-
     lived client (the CLI) passes ``attempts``, so an unreachable NATS is an error, not a hang
     (nats-py applies the limit to the first connection too)."""
