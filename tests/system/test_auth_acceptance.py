@@ -558,6 +558,44 @@ def test_secrets_are_sealed_and_never_returned(stack: Stack) -> None:
     assert PASSWORD.encode() not in log  # passwords are stored as argon2 hashes only
 
 
+def test_a_zone_trigger_renders_the_user_who_dropped_the_card(stack: Stack) -> None:
+    board = stack.call("member", "POST", "/api/boards", json={"name": "Templates"}).json()
+    zone = {
+        "label": "Who",
+        "x": 1000,
+        "y": 0,
+        "width": 400,
+        "height": 400,
+        "trigger": {
+            "template": "{{ user.name }} ({{ user.role }}, {{ user.email }})"
+            " on {{ worktree.name }}",
+            "behavior": "show_picker",
+        },
+    }
+    made = stack.call("member", "POST", f"/api/boards/{board['id']}/zones", json=zone)
+    assert made.status_code == 201, made.text
+    placed = stack.call(
+        "member",
+        "PUT",
+        f"/api/boards/{board['id']}/cards/{stack.ids['two']}",
+        json={"x": 1100, "y": 100},
+    )
+    trigger_id = placed.json()["trigger"]["id"]
+    offered = until(
+        lambda: (
+            (
+                t := stack.call(
+                    "member", "GET", f"/api/boards/{board['id']}/triggers/{trigger_id}"
+                ).json()
+            )["status"]
+            == "offered"
+            and t
+        ),
+        what="the offer",
+    )
+    assert offered["prompt"] == "member (member, member@example.com) on two"
+
+
 def test_a_double_submitted_command_has_one_effect(stack: Stack) -> None:
     headers = {**stack.as_("member"), "Idempotency-Key": "board-create-twice-1"}
     first = stack.api.post("/api/boards", json={"name": "Twice"}, headers=headers)

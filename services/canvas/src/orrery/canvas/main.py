@@ -8,6 +8,7 @@ from typing import Any
 
 from orrery.canvas.domain import boards as d
 from orrery.canvas.projections.boards import BoardsProjection
+from orrery.canvas.projections.users import UserInfoProjection
 from orrery.canvas.projections.worktrees import WorktreeInfoProjection
 from orrery.canvas.reactor import CanvasReactor
 from orrery.events import Command, default_registry
@@ -60,9 +61,9 @@ def spec(settings: Settings) -> ServiceSpec:
         context="canvas",
         handlers=HANDLERS,
         internal_handlers=INTERNAL,
-        projections=[BoardsProjection(), WorktreeInfoProjection()],
+        projections=[BoardsProjection(), WorktreeInfoProjection(), UserInfoProjection()],
         extras=[react],
-        reads=("worktrees",),
+        reads=("worktrees", "gateway"),
     )
 
 

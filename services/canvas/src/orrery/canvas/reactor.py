@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 from nats.js import JetStreamContext
 from orrery.canvas.domain.boards import BOARD, RecordTrigger, session_title
+from orrery.canvas.projections.users import user_ctx
 from orrery.canvas.projections.worktrees import template_subjects
 from orrery.events import Envelope, Event, Registry, subjects
 from orrery.events.canvas import (
@@ -38,7 +39,6 @@ from orrery.templating import (
     RepoCtx,
     TemplateContext,
     TemplateError,
-    UserCtx,
     WorktreeCtx,
     ZoneCtx,
     render,
@@ -131,7 +131,7 @@ class CanvasReactor:
                 context=dict(board.context),
             ),
             zone=ZoneCtx(label=zone.label),
-            user=UserCtx(name=envelope.actor),
+            user=await user_ctx(self.pool, envelope.actor),
         )
         try:
             prompt = render(zone.trigger.template, context)
