@@ -52,21 +52,27 @@ def master_key(home: Path, env: Mapping[str, str] | None = None) -> bytes:
         return key
     path = home / "master.key"
     home.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigurationError(
-                f"{path} is readable by others (mode {mode:o}): chmod 600 it"
-            ) from None
-        key = path.read_bytes()
-        if len(key) != KEY_BYTES:
-            raise ConfigurationError(f"{path} is not a {KEY_BYTES}-byte key") from None
-        return key
-    key = secrets.token_bytes(KEY_BYTES)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+    if not path.exists():
+        # Written whole under another name, then linked into place: two services starting at
+        # once agree on one key, and neither ever reads a half-written file.
+        tmp = home / f".master.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigurationError(f"{path} is readable by others (mode {mode:o}): chmod 600 it")
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise ConfigurationError(f"{path} is not a {KEY_BYTES}-byte key")
     return key
 
 

@@ -150,9 +150,9 @@ HANDLERS: dict[type[Command], Handler[Any, Any]] = {
 
 def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
     mode = auth.mode_for(settings.auth, settings.host)  # refused before anything starts
-    keys = Keys.from_master(master_key(settings.home))
 
     async def serve(wiring: Wiring, stop: asyncio.Event) -> None:
+        keys = Keys.from_master(master_key(settings.home))
         monitor = HealthMonitor(wiring.nc, wiring.pool)
         await monitor.start()
         client = CommandClient(wiring.nc, wiring.js, default_registry())

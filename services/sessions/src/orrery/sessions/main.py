@@ -135,12 +135,12 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
     env = {k: v for k in AGENT_ENV if (v := os.environ.get(k))}
     window = timedelta(seconds=_seconds("ORRERY_PERMISSION_TIMEOUT", 60))
     idle = _seconds("ORRERY_AGENT_IDLE_TIMEOUT", 900)
-    keys = Keys.from_master(master_key(settings.home))
     # ORRERY_AGENT_MCP=off: agents run without Orrery's MCP server (a gateway they cannot reach)
     attach = os.environ.get("ORRERY_AGENT_MCP", "on").lower() not in ("off", "0", "false", "no")
     mcp_url = f"{settings.gateway_url}/mcp" if attach else None
 
     async def run(wiring: Wiring, stop: asyncio.Event) -> None:
+        keys = Keys.from_master(master_key(settings.home))
         runner = SessionRunner(
             nc=wiring.nc,
             js=wiring.js,
