@@ -72,6 +72,7 @@ def create_app(
         route_handlers=handlers,
         dependencies=dependencies,
         guards=guards,
+        before_request=errors.check_request,  # NUL and depth: what no read model can hold
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(
             title="Orrery",

@@ -51,8 +51,8 @@ from orrery.gateway.canvas_model import (
     TriggerOut,
     ZoneOut,
 )
-from orrery.gateway.errors import ApiError
-from orrery.gateway.sessions import derived_id
+from orrery.gateway.errors import ApiError, check_value
+from orrery.gateway.sessions import MAX_SEQ, derived_id
 from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
 from orrery.runtime.commands.client import CommandFailed, CommandTimeout
@@ -819,6 +819,7 @@ def to_command(frame: CommandIn, board_id: str) -> Command:
             "frame.unknown_command",
             f"unknown command {tag!r}; one of {', '.join(sorted(SOCKET_COMMANDS))}",
         )
+    check_value(str(tag), frame.command, "frame.invalid")
     body = {k: v for k, v in frame.command.items() if k != "type"}
     body |= {"command_id": frame.id, "board_id": board_id}
     try:
@@ -886,7 +887,7 @@ class _Socket:
             raw = await self.socket.receive_data(mode="text")
             try:
                 frame = _frames.decode(raw)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, RecursionError) as exc:
                 self.ephemeral(_error("frame.invalid", str(exc)))
                 continue
             match frame:
@@ -958,8 +959,9 @@ async def board_stream(socket: WebSocket[Any, Any, Any], ref: str, canvas: Canva
     await socket.accept()
     try:
         after = int(socket.query_params.get("after", "0"))
-        if after < 0:
+        if not 0 <= after <= MAX_SEQ:
             raise ValueError(after)
+        check_value("the path", ref)
         board = await canvas.board(ref)
     except ValueError:
         await socket.send_data(

@@ -1,5 +1,6 @@
-"""One error body for the whole API, ``{code, message, detail}``, and the table that maps a
-domain error code to an HTTP status. Nothing reaches a client as a bare 500."""
+"""One error body for the whole API, ``{code, message, detail}``, the table that maps a
+domain error code to an HTTP status, and the checks every request passes first (``check_request``).
+Nothing reaches a client as a bare 500."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ _BY_SUFFIX: tuple[tuple[str, int], ...] = (
     ("not_author", HTTP_403_FORBIDDEN),
     ("refresh_invalid", HTTP_401_UNAUTHORIZED),
     ("refresh_expired", HTTP_401_UNAUTHORIZED),
+    ("refresh_raced", HTTP_401_UNAUTHORIZED),
 )
 
 
@@ -120,7 +122,10 @@ def on_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody
         )
     if isinstance(exc, NotFoundException):
         return Response(_body("not_found", exc.detail), status_code=HTTP_404_NOT_FOUND)
-    code = "request.too_large" if exc.status_code == 413 else f"http.{exc.status_code}"
+    # A body that does not decode (malformed JSON) is a 400 like any other malformed request.
+    code = {400: "request.invalid", 413: "request.too_large"}.get(
+        exc.status_code, f"http.{exc.status_code}"
+    )
     return Response(_body(code, exc.detail), status_code=exc.status_code)
 
 
@@ -130,6 +135,60 @@ def on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[E
         _body("internal", f"unexpected {type(exc).__name__}; see the gateway's log"),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+# --- what every request is checked for before its handler runs -------------------------------
+
+MAX_DEPTH = 100  # levels of nesting in a JSON body (a context is a few levels deep)
+
+
+def _scan(value: Any) -> tuple[bool, int]:
+    """Whether decoded JSON holds U+0000 in a key or a string, and how deep it nests (without
+    recursion: a body deep enough to matter would exhaust the stack)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True, deepest
+        elif isinstance(item, dict):
+            todo.extend((k, depth) for k in item)
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
+    return False, deepest
+
+
+def check_value(where: str, value: Any, code: str = "request.invalid") -> None:
+    """Refuse (400 ``code``) a value a read model cannot hold: U+0000 anywhere (neither
+    PostgreSQL text nor jsonb can store it, so a query with it fails and an event with it stops
+    the projection that applies it), or nesting deeper than ``MAX_DEPTH``."""
+    nul, depth = _scan(value)
+    if nul:
+        raise ApiError(400, code, f"{where} holds a NUL character (U+0000)")
+    if depth > MAX_DEPTH:
+        raise ApiError(400, code, f"{where} nests deeper than {MAX_DEPTH} levels")
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """A ``before_request`` hook: the path, the query and a JSON body pass ``check_value`` (a body
+    that is not JSON is left to the handler, which refuses it)."""
+    check_value("the path", list(request.path_params.values()))
+    check_value("the query", [v for _, v in request.query_params.multi_items()])
+    body = await request.body()
+    if not body:
+        return
+    try:
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return
+    except RecursionError:
+        raise ApiError(
+            400, "request.invalid", f"the body nests deeper than {MAX_DEPTH} levels"
+        ) from None
+    check_value("the body", decoded)
 
 
 HANDLERS = {

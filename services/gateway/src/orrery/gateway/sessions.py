@@ -27,7 +27,7 @@ from orrery.events import Event, subjects
 from orrery.events import sessions as s
 from orrery.gateway import auth
 from orrery.gateway.api import ContextApi, follow
-from orrery.gateway.errors import ApiError, check_request, check_value
+from orrery.gateway.errors import ApiError, check_value
 from orrery.gateway.readmodel import caught_up
 from orrery.gateway.users import agent_defaults
 from orrery.gateway.worktrees import command_id
@@ -38,6 +38,7 @@ _decode = msgspec.json.decode
 _encoder = msgspec.json.Encoder()
 WAIT_S = 30.0
 MAX_INDEX = 2**31 - 1  # a message index is a PostgreSQL integer
+MAX_SEQ = 2**63 - 1  # a stream sequence, as a socket's ``after`` (JetStream's are 64-bit)
 
 
 class SessionOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -360,7 +361,6 @@ def _is(*types: type[Event]) -> Any:
 class SessionsController(Controller):
     path = "/api/sessions"
     tags = ["sessions"]
-    before_request = check_request
 
     @post("/", summary="Create a session in a worktree (optionally with a first prompt)")
     async def create(
@@ -632,7 +632,6 @@ _LEDGER_KEYS = {
 class LedgerController(Controller):
     path = "/api/ledger"
     tags = ["sessions"]
-    before_request = check_request
 
     @get("/", summary="Tokens and cost by task, session, user, board or model")
     async def ledger(
@@ -682,9 +681,11 @@ async def session_stream(
     await socket.accept()
     try:
         after = int(socket.query_params.get("after", "0"))
+        if not 0 <= after <= MAX_SEQ:
+            raise ValueError(after)
     except ValueError:
         await socket.send_json(
-            {"type": "error", "code": "request.invalid", "message": "after must be an integer"}
+            {"type": "error", "code": "request.invalid", "message": "after is a stream sequence"}
         )
         await socket.close(code=1008)
         return
