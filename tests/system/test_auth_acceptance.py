@@ -322,6 +322,49 @@ def test_sockets_without_credentials_receive_nothing(stack: Stack) -> None:
     asyncio.run(scenario())
 
 
+def test_the_session_socket_speaks_the_same_protocol(stack: Stack) -> None:
+    """Tagged frames both ways: a malformed one gets a typed error and the socket goes on; a
+    command with an id is answered by that id, the same id twice is one task; a viewer's is
+    refused."""
+    sid = stack.ids["session"]
+    ws = stack.url.replace("http", "ws") + f"/ws/sessions/{sid}"
+    prompt = {
+        "type": "command",
+        "id": "prompt-over-socket-1",
+        "command": {"type": "sessions.SubmitPrompt", "prompt": "hello over the socket"},
+    }
+
+    async def replies(sock: Any, want: int) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        async with asyncio.timeout(30):
+            while len(got) < want:
+                frame = json.loads(await sock.recv())
+                if frame["type"] in ("error", "accepted", "rejected", "pending"):
+                    got.append(frame)
+        return got
+
+    async def scenario() -> None:
+        async with websockets.connect(f"{ws}?token={stack.tokens['member']}") as sock:
+            await sock.send("{not json")
+            await sock.send(json.dumps({"type": "command", "id": "x", "command": {}}))
+            await sock.send(json.dumps(prompt))
+            await sock.send(json.dumps(prompt))
+            error, bad_id, first, second = await replies(sock, 4)
+        assert error["code"] == "frame.invalid"
+        assert bad_id["type"] == "rejected" and bad_id["code"] == "frame.invalid"
+        assert {first["type"], second["type"]} == {"accepted"}
+        assert first["id"] == second["id"] == "prompt-over-socket-1"
+        assert sorted([first["duplicate"], second["duplicate"]]) == [False, True]
+        async with websockets.connect(f"{ws}?token={stack.tokens['viewer']}") as sock:
+            await sock.send(json.dumps({**prompt, "id": "viewer-prompt-1"}))
+            (refused,) = await replies(sock, 1)
+        assert refused["type"] == "rejected" and refused["code"] == "auth.forbidden"
+
+    asyncio.run(scenario())
+    tasks = stack.call("viewer", "GET", f"/api/sessions/{sid}/tasks").json()
+    assert [t["prompt"] for t in tasks] == ["hello over the socket"]
+
+
 def test_mcp_without_credentials_gets_a_401_and_no_tool(stack: Stack) -> None:
     init = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDp5"}):

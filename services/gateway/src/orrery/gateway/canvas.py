@@ -40,7 +40,14 @@ from orrery.events import Command, subjects
 from orrery.events import canvas as c
 from orrery.events.sessions import AgentSettings
 from orrery.gateway import auth
-from orrery.gateway.api import ContextApi, follow
+from orrery.gateway.api import (
+    CommandIn,
+    ContextApi,
+    error_frame,
+    follow,
+    run_command,
+    to_command,
+)
 from orrery.gateway.canvas_model import (
     BoardOut,
     BoardSnapshot,
@@ -55,8 +62,6 @@ from orrery.gateway.errors import ApiError, check_value
 from orrery.gateway.sessions import MAX_SEQ, derived_id
 from orrery.gateway.worktrees import command_id
 from orrery.runtime.clock import UUID7
-from orrery.runtime.commands.client import CommandFailed, CommandTimeout
-from orrery.runtime.errors import InfrastructureError
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -68,7 +73,6 @@ GONE_AFTER_S = 95.0  # a viewer no gateway announced for this long has left
 OUT_QUEUE = 10_000
 _encoder = msgspec.json.Encoder()
 _ids = UUID7()
-_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 AgentName = Literal["builtin", "claude-code", "codex", "gemini", "opencode"]
 
 
@@ -770,11 +774,6 @@ class LeaveIn(msgspec.Struct, frozen=True, tag="leave", forbid_unknown_fields=Tr
     pass
 
 
-class CommandIn(msgspec.Struct, frozen=True, tag="command", forbid_unknown_fields=True):
-    id: str
-    command: dict[str, Any]
-
-
 ClientFrame = CursorIn | DragIn | LeaveIn | CommandIn
 _frames = msgspec.json.Decoder(ClientFrame)
 # What a board's socket may send: the board's own commands (never another board's or a create).
@@ -803,29 +802,12 @@ SOCKET_COMMANDS: dict[str, type[Command]] = {
 }
 
 
-def _error(code: str, message: str, **extra: Any) -> bytes:
-    return _encoder.encode({"type": "error", "code": code, "message": message, **extra})
+_error = error_frame
 
 
-def to_command(frame: CommandIn, board_id: str) -> Command:
-    """The contract command a socket's ``command`` frame stands for, on the socket's board."""
-    if not _KEY.fullmatch(frame.id):
-        raise ApiError(400, "frame.invalid", "a command id is 8 to 128 letters, digits, - or _")
-    tag = frame.command.get("type")
-    cls = SOCKET_COMMANDS.get(tag) if isinstance(tag, str) else None
-    if cls is None:
-        raise ApiError(
-            400,
-            "frame.unknown_command",
-            f"unknown command {tag!r}; one of {', '.join(sorted(SOCKET_COMMANDS))}",
-        )
-    check_value(str(tag), frame.command, "frame.invalid")
-    body = {k: v for k, v in frame.command.items() if k != "type"}
-    body |= {"command_id": frame.id, "board_id": board_id}
-    try:
-        return msgspec.convert(body, cls)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, "frame.invalid", f"{tag}: {exc}") from None
+def to_board_command(frame: CommandIn, board_id: str) -> Command:
+    """The board command a socket's ``command`` frame stands for, on the socket's board."""
+    return to_command(frame, SOCKET_COMMANDS, {"board_id": board_id})
 
 
 class _Socket:
@@ -922,31 +904,13 @@ class _Socket:
             await self.canvas.presence.publish(self._stamp(pending))
 
     async def _command(self, frame: CommandIn) -> None:
-        try:
-            command = to_command(frame, self.board_id)
-            if not self.principal.at_least("member"):
-                raise ApiError(
-                    403, "auth.forbidden", f"changing a board needs the member role; you are"
-                    f" {self.principal.role}", {"needs": "member", "role": self.principal.role},
-                )  # fmt: skip
-            sent = await self.canvas.client.send(
-                command, actor=self.principal.user_id, timeout=WAIT_S
-            )
-        except ApiError as exc:
-            reply: dict[str, Any] = {"type": "rejected", "id": frame.id, "code": exc.code}
-            reply |= {"message": exc.message, "detail": exc.detail}
-        except CommandFailed as exc:
-            reply = {"type": "rejected", "id": frame.id, "code": exc.code}
-            reply |= {"message": exc.message, "detail": exc.detail}
-        except CommandTimeout as exc:
-            reply = {"type": "pending", "id": frame.id, "message": str(exc)}
-        except InfrastructureError as exc:
-            reply = {"type": "rejected", "id": frame.id, "code": "service.unavailable"}
-            reply |= {"message": exc.message, "detail": {}}
-        else:
-            reply = {"type": "accepted", "id": frame.id, "seq": sent.last_sequence}
-            reply["duplicate"] = sent.duplicate
-        self.ephemeral(_encoder.encode(reply))
+        reply = await run_command(
+            self.canvas.client,
+            self.principal,
+            frame,
+            lambda f: to_board_command(f, self.board_id),
+        )
+        self.ephemeral(reply)
 
     async def close(self) -> None:
         for task in (*self._tasks, *([self._flush] if self._flush else [])):

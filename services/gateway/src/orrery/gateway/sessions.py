@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -23,10 +24,17 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import ControllerRouterHandler
 from nats.aio.msg import Msg
-from orrery.events import Event, subjects
+from orrery.events import Command, Event, subjects
 from orrery.events import sessions as s
 from orrery.gateway import auth
-from orrery.gateway.api import ContextApi, follow
+from orrery.gateway.api import (
+    CommandIn,
+    ContextApi,
+    error_frame,
+    follow,
+    run_command,
+    to_command,
+)
 from orrery.gateway.errors import ApiError, check_value
 from orrery.gateway.readmodel import caught_up
 from orrery.gateway.users import agent_defaults
@@ -674,7 +682,7 @@ class LedgerController(Controller):
 
 
 @websocket("/ws/sessions/{session_id:str}")
-async def session_stream(
+async def session_stream(  # noqa: PLR0915 - the socket's whole life
     socket: WebSocket[Any, Any, Any], session_id: str, sessions: SessionsApi
 ) -> None:
     """Durable events after ``?after=SEQ`` then live, interleaved with token deltas."""
@@ -712,9 +720,24 @@ async def session_stream(
             frame = await out.get()
             await socket.send_data(frame.decode(), mode="text")
 
+    principal = auth.current.get() or auth.Principal("system", "viewer", "anonymous")
+    replies: set[asyncio.Task[None]] = set()
+
+    async def answer(frame: CommandIn) -> None:
+        make = functools.partial(to_session_command, session_id=session.id)
+        out.put_nowait(await run_command(sessions.client, principal, frame, make))
+
     async def listen() -> None:
-        while True:  # nothing to receive yet; this notices the client leaving
-            await socket.receive_data(mode="text")
+        while True:
+            raw = await socket.receive_data(mode="text")
+            try:
+                frame = _session_frames.decode(raw)
+            except (msgspec.DecodeError, RecursionError) as exc:
+                out.put_nowait(error_frame("frame.invalid", str(exc)))
+                continue
+            task = asyncio.create_task(answer(frame))
+            replies.add(task)
+            task.add_done_callback(replies.discard)
 
     tasks = [asyncio.create_task(pump()), asyncio.create_task(listen())]
     try:
@@ -722,9 +745,9 @@ async def session_stream(
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        for task in tasks:
+        for task in (*tasks, *replies):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *replies, return_exceptions=True)
         with contextlib.suppress(Exception):
             await live.unsubscribe()
         with contextlib.suppress(Exception):
@@ -732,3 +755,27 @@ async def session_stream(
 
 
 ROUTES: list[ControllerRouterHandler] = [SessionsController, LedgerController, session_stream]
+
+# What a session's socket may send, on that session: prompt, stop, answer a permission request,
+# change or resume the queue. (Fork, spawn, create and delete make or remove sessions: REST.)
+SESSION_COMMANDS: dict[str, type[Command]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        s.SubmitPrompt,
+        s.StopTask,
+        s.DecidePermission,
+        s.RemoveQueuedPrompt,
+        s.ReorderQueue,
+        s.ResumeTask,
+    )
+}
+_session_frames = msgspec.json.Decoder(CommandIn)
+
+
+def to_session_command(frame: CommandIn, session_id: str) -> Command:
+    """A ``command`` frame as a command on the socket's session; a prompt without a
+    ``task_id`` gets one derived from the frame's id (the same id twice: one task)."""
+    fill = {"session_id": session_id}
+    if frame.command.get("type") == "sessions.SubmitPrompt" and "task_id" not in frame.command:
+        fill["task_id"] = str(uuid.uuid5(_NAMESPACE, f"{frame.id}:task"))
+    return to_command(frame, SESSION_COMMANDS, fill)

@@ -22,6 +22,7 @@ from orrery.events import Command, Envelope, Event, subjects
 from orrery.events import worktrees as w
 from orrery.events.worktrees import EnvironmentOutput
 from orrery.gateway import auth
+from orrery.gateway.api import IDEMPOTENCY_KEY
 from orrery.gateway.errors import ApiError
 from orrery.gateway.readmodel import RepoOut, WorktreeOut, WorktreesReadModel
 from orrery.runtime.clock import UUID7
@@ -30,7 +31,6 @@ from orrery.runtime.errors import InfrastructureError
 from orrery.runtime.eventstore.jetstream import NATS_UNAVAILABLE
 
 _ids = UUID7()
-_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 _SLUG_JUNK = re.compile(r"[^a-z0-9-]+")
 CLONE_WAIT_S = 300.0
 WAIT_S = 30.0
@@ -100,7 +100,7 @@ def command_id(request: Request[Any, Any, Any]) -> str:
     key = request.headers.get("idempotency-key")
     if key is None:
         return _ids.new()
-    if not _KEY.fullmatch(key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(
             400,
             "request.idempotency_key",
