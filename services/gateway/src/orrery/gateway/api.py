@@ -126,6 +126,11 @@ class CommandIn(msgspec.Struct, frozen=True, tag="command", forbid_unknown_field
     command: dict[str, Any]
 
 
+def by_tag(*classes: type[Command]) -> dict[str, type[Command]]:
+    """Commands a socket accepts, by their wire tag."""
+    return {cls.__struct_config__.tag: cls for cls in classes}  # type: ignore[misc]
+
+
 def to_command(
     frame: CommandIn, allowed: Mapping[str, type[Command]], fill: Mapping[str, Any]
 ) -> Command:

@@ -43,6 +43,7 @@ from orrery.gateway import auth
 from orrery.gateway.api import (
     CommandIn,
     ContextApi,
+    by_tag,
     error_frame,
     follow,
     run_command,
@@ -777,29 +778,26 @@ class LeaveIn(msgspec.Struct, frozen=True, tag="leave", forbid_unknown_fields=Tr
 ClientFrame = CursorIn | DragIn | LeaveIn | CommandIn
 _frames = msgspec.json.Decoder(ClientFrame)
 # What a board's socket may send: the board's own commands (never another board's or a create).
-SOCKET_COMMANDS: dict[str, type[Command]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (
-        c.UpdateBoard,
-        c.AddZone,
-        c.UpdateZone,
-        c.DeleteZone,
-        c.AddNote,
-        c.UpdateNote,
-        c.DeleteNote,
-        c.MoveCard,
-        c.UnpinCard,
-        c.RemoveCard,
-        c.ChooseZoneTrigger,
-        c.DismissZoneTrigger,
-        c.AddComment,
-        c.EditComment,
-        c.MoveComment,
-        c.ResolveComment,
-        c.DeleteComment,
-        c.ToggleReaction,
-    )
-}
+SOCKET_COMMANDS = by_tag(
+    c.UpdateBoard,
+    c.AddZone,
+    c.UpdateZone,
+    c.DeleteZone,
+    c.AddNote,
+    c.UpdateNote,
+    c.DeleteNote,
+    c.MoveCard,
+    c.UnpinCard,
+    c.RemoveCard,
+    c.ChooseZoneTrigger,
+    c.DismissZoneTrigger,
+    c.AddComment,
+    c.EditComment,
+    c.MoveComment,
+    c.ResolveComment,
+    c.DeleteComment,
+    c.ToggleReaction,
+)
 
 
 _error = error_frame

@@ -135,6 +135,14 @@ class Tools:
             raise self.outside(f"worktree {worktree}")
         return p.worktree_id
 
+    async def worktree_ref(self, p: auth.Principal, worktree: str | None) -> str:
+        """The worktree a tool acts on: a session's own (another is refused), else the one
+        given (required)."""
+        ref = await self.own_worktree(p, worktree)
+        if not ref:
+            raise ToolError("request.invalid: give the worktree")
+        return ref
+
     async def check_session(self, ctx: Context, p: auth.Principal, ref: str) -> dict[str, Any]:
         session: dict[str, Any] = await self.call(ctx, p, "GET", f"/api/sessions/{ref}")
         if p.kind == "session" and session.get("worktree_id") != p.worktree_id:
@@ -305,9 +313,7 @@ def build(tools: Tools) -> MCPServer:  # noqa: PLR0915 - one nested function per
     @server.tool(description="A worktree: path, branch, git state, environment")
     async def orrery_worktrees_get(ctx: Context, worktree: str | None = None) -> Any:
         p = await t.principal(ctx)
-        ref = await t.own_worktree(p, worktree)
-        if not ref:
-            raise ToolError("request.invalid: give the worktree")
+        ref = await t.worktree_ref(p, worktree)
         return await t.call(ctx, p, "GET", f"/api/worktrees/{ref}")
 
     @server.tool(description="Create a worktree and its branch in a repo")
@@ -330,9 +336,7 @@ def build(tools: Tools) -> MCPServer:  # noqa: PLR0915 - one nested function per
         context: dict[str, Any] | None = None,
     ) -> Any:  # fmt: skip
         p = await t.principal(ctx)
-        ref = await t.own_worktree(p, worktree)
-        if not ref:
-            raise ToolError("request.invalid: give the worktree")
+        ref = await t.worktree_ref(p, worktree)
         body: dict[str, Any] = {"issue_url": issue_url, "pull_request_url": pull_request_url}
         body |= {"notes": notes, "context": context}
         return await t.call(
@@ -345,9 +349,7 @@ def build(tools: Tools) -> MCPServer:  # noqa: PLR0915 - one nested function per
 
     async def _env(ctx: Context, worktree: str | None, action: str) -> Any:
         p = await t.principal(ctx)
-        ref = await t.own_worktree(p, worktree)
-        if not ref:
-            raise ToolError("request.invalid: give the worktree")
+        ref = await t.worktree_ref(p, worktree)
         return await t.call(ctx, p, "POST", f"/api/worktrees/{ref}/env/{action}")
 
     @server.tool(description="Start a worktree's environment (admin)")
@@ -368,9 +370,7 @@ def build(tools: Tools) -> MCPServer:  # noqa: PLR0915 - one nested function per
         ctx: Context, worktree: str | None = None, lines: int = 100
     ) -> Any:
         p = await t.principal(ctx)
-        ref = await t.own_worktree(p, worktree)
-        if not ref:
-            raise ToolError("request.invalid: give the worktree")
+        ref = await t.worktree_ref(p, worktree)
         return await t.call(
             ctx,
             p,
@@ -408,9 +408,7 @@ def build(tools: Tools) -> MCPServer:  # noqa: PLR0915 - one nested function per
     ) -> Any:
         p = await t.principal(ctx)
         found = await t.check_board(ctx, p, board)
-        ref = await t.own_worktree(p, worktree)
-        if not ref:
-            raise ToolError("request.invalid: give the worktree")
+        ref = await t.worktree_ref(p, worktree)
         return await t.call(
             ctx, p, "PUT", f"/api/boards/{found['board']['id']}/cards/{ref}", json={"x": x, "y": y}
         )

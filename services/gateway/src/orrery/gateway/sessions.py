@@ -30,6 +30,7 @@ from orrery.gateway import auth
 from orrery.gateway.api import (
     CommandIn,
     ContextApi,
+    by_tag,
     error_frame,
     follow,
     run_command,
@@ -758,17 +759,14 @@ ROUTES: list[ControllerRouterHandler] = [SessionsController, LedgerController, s
 
 # What a session's socket may send, on that session: prompt, stop, answer a permission request,
 # change or resume the queue. (Fork, spawn, create and delete make or remove sessions: REST.)
-SESSION_COMMANDS: dict[str, type[Command]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (
-        s.SubmitPrompt,
-        s.StopTask,
-        s.DecidePermission,
-        s.RemoveQueuedPrompt,
-        s.ReorderQueue,
-        s.ResumeTask,
-    )
-}
+SESSION_COMMANDS = by_tag(
+    s.SubmitPrompt,
+    s.StopTask,
+    s.DecidePermission,
+    s.RemoveQueuedPrompt,
+    s.ReorderQueue,
+    s.ResumeTask,
+)
 _session_frames = msgspec.json.Decoder(CommandIn)
 
 
