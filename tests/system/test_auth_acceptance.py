@@ -639,6 +639,40 @@ def test_a_zone_trigger_renders_the_user_who_dropped_the_card(stack: Stack) -> N
     assert offered["prompt"] == "member (member, member@example.com) on two"
 
 
+def test_new_sessions_take_their_creators_defaults(stack: Stack) -> None:
+    mine = {"model": "claude-sonnet-4-5", "permission_mode": "auto", "thinking": "off"}
+    put = stack.call("admin", "PUT", "/api/me/defaults/claude-code", json=mine)
+    assert put.status_code == 200 and put.json()["claude-code"] == mine
+    bad = stack.call("admin", "PUT", "/api/me/defaults/claude-code", json={"thinking": "max"})
+    assert bad.status_code == 400
+    made = stack.call(
+        "admin", "POST", "/api/sessions", json={"worktree": "two", "agent": "claude-code"}
+    ).json()
+    assert made["created_by"] == stack.users["admin"]["id"]
+    assert {k: made["settings"][k] for k in mine} == mine
+    explicit = stack.call(
+        "admin",
+        "POST",
+        "/api/sessions",
+        json={
+            "worktree": "two",
+            "agent": "claude-code",
+            "model": "other",
+            "permission_mode": "ask",
+        },
+    ).json()
+    assert (explicit["settings"]["model"], explicit["settings"]["permission_mode"]) == (
+        "other",
+        "ask",
+    )
+    assert explicit["settings"]["thinking"] == "off"
+    # someone else's sessions are not touched by these defaults
+    theirs = stack.call(
+        "member", "POST", "/api/sessions", json={"worktree": "two", "agent": "claude-code"}
+    ).json()
+    assert (theirs["settings"]["model"], theirs["settings"]["permission_mode"]) == ("", "ask")
+
+
 def test_a_double_submitted_command_has_one_effect(stack: Stack) -> None:
     headers = {**stack.as_("member"), "Idempotency-Key": "board-create-twice-1"}
     first = stack.api.post("/api/boards", json={"name": "Twice"}, headers=headers)
