@@ -6,7 +6,7 @@ prompt -> the agent asks to run its shell tool -> approved through the API -> th
 hello.txt in the worktree -> final text -> usage recorded; then a slow answer stopped mid-run, and
 the session taking the next prompt. The session view (messages and their blocks) has the same
 shape whatever the provider. The user's own API keys (set through the API, sealed) are the ones
-the agent's process sends the model, and every agent CLI is given Orrery's MCP server (its tools
+the agent's process sends the model, and every agent is given Orrery's MCP server (its tools
 reach the model's tool list).
 
 A CLI that is not installed fails its test with the reason (run `make agents`), never a skip.
@@ -14,6 +14,7 @@ A CLI that is not installed fails its test with the reason (run `make agents`), 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,13 +56,24 @@ MODELS = {
 }
 
 
+WHO_AM_I = {
+    "match": {
+        "last_user_text": "which session am i",
+        "tool_offered": "orrery_sessions_get_current",
+    },
+    "reply": [{"tool_use": {"name": "orrery_sessions_get_current", "input": {}}}],
+}
+
+
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[httpx.Client, Path, ScriptedModelServer]]:
     root = tmp_path_factory.mktemp("providers")
     repo = make_test_repo(root / "src" / "app", "", {"README.md": "app\n"}, {})
-    with ScriptedModelServer(every_cli_script()) as model:
+    script = every_cli_script()
+    script["rules"].insert(0, WHO_AM_I)
+    with ScriptedModelServer(script) as model:
         proc, env = start(
             root / "home",
             extra={
@@ -122,7 +134,7 @@ KEY_OF = {
 
 
 @pytest.mark.parametrize("agent", list(AGENTS))
-def test_one_scenario_for_every_provider(  # noqa: PLR0915 - one story
+def test_one_scenario_for_every_provider(
     stack: tuple[httpx.Client, Path, ScriptedModelServer], agent: str
 ) -> None:
     api, _, model = stack
@@ -179,14 +191,13 @@ def test_one_scenario_for_every_provider(  # noqa: PLR0915 - one story
     assert messages[-1]["blocks"][0]["text"] == "Done: hello.txt created."
     if cli is not None:  # the CLI named its own session: the next task resumes it natively
         assert api.get(f"/api/sessions/{sid}").json()["native_id"]
-    # the user's key, not the deployment's, and (for the CLIs) Orrery's MCP tools offered
+    # the user's key, not the deployment's, and Orrery's MCP tools offered
     answered = [r for r in model.requests if r.rule is not None]
     assert answered, "no request reached the model"
     assert {r.key_digest for r in answered} == {key_digest(USER_KEYS[KEY_OF[agent]])}
-    if cli is not None:
-        assert any("orrery_sessions_get_current" in str(r.body) for r in answered), (
-            f"{agent} was not given Orrery's MCP tools"
-        )
+    assert any("orrery_sessions_get_current" in str(r.body) for r in answered), (
+        f"{agent} was not given Orrery's MCP tools"
+    )
 
     # stop mid-run -> stopped within the bound
     reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "tell a long story"})
@@ -215,3 +226,30 @@ def test_one_scenario_for_every_provider(  # noqa: PLR0915 - one story
     task = until(lambda: ended(api, sid), timeout=60, what="the prompt after the stop")
     assert task["status"] == "completed", task
     assert task["result"] == "Hello from the scripted model"
+
+
+def test_the_builtin_agent_calls_orrerys_mcp_tools(
+    stack: tuple[httpx.Client, Path, ScriptedModelServer],
+) -> None:
+    """The model asks for an Orrery tool; the agent calls the gateway's /mcp with the session's
+    token and the answer (this very session) goes back to the model."""
+    api, _, model = stack
+    worktree = api.post("/api/worktrees", json={"repo": "app", "name": "wt-mcp"})
+    assert worktree.status_code == 201, worktree.text
+    sid = api.post("/api/sessions", json={"worktree": "wt-mcp", "agent": "builtin"}).json()["id"]
+    reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "which session am i"})
+    assert reply.status_code == 201, reply.text
+    task = until(lambda: ended(api, sid), timeout=60, what="the task to end")
+    assert task["status"] == "completed", task
+    messages = api.get(f"/api/sessions/{sid}/messages").json()
+    assert shape(messages) == [
+        ("user", ["text"]),
+        ("assistant", ["tool_use"]),
+        ("user", ["tool_result"]),
+        ("assistant", ["text"]),
+    ]
+    result = messages[2]["blocks"][0]
+    assert not result.get("is_error"), result
+    assert json.loads(result["content"])["id"] == sid  # the tool saw this session, via its token
+    after_tool = [r for r in model.requests if "tool_result" in str(r.body)]
+    assert any(sid in str(r.body) for r in after_tool)

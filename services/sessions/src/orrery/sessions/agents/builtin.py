@@ -28,6 +28,7 @@ from orrery.events.sessions import (
 from orrery.sessions.agents import anthropic_stream
 from orrery.sessions.agents.anthropic_stream import MessageBuilder
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
+from orrery.sessions.agents.orrery_tools import OrreryTools, orrery_tools
 from orrery.sessions.agents.tools import MUTATING, SCHEMAS, Tools
 
 if TYPE_CHECKING:
@@ -92,16 +93,22 @@ class BuiltinAgent:
 
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult:
         model = turn.settings.model or DEFAULT_MODEL
-        if model.startswith("openai/"):
-            oa = self.openai_client(turn.env)
-            return await _OpenAILoop(turn, io, model.removeprefix("openai/")).run(oa)
-        return await _AnthropicLoop(turn, io, model).run(self.anthropic_client(turn.env))
+        async with orrery_tools(turn.mcp) as orrery:
+            if model.startswith("openai/"):
+                oa = self.openai_client(turn.env)
+                loop = _OpenAILoop(turn, io, model.removeprefix("openai/"), orrery)
+                return await loop.run(oa)
+            return await _AnthropicLoop(turn, io, model, orrery).run(
+                self.anthropic_client(turn.env)
+            )
 
 
 class _Loop:
-    def __init__(self, turn: Turn, io: AgentIO, model: str) -> None:
+    def __init__(self, turn: Turn, io: AgentIO, model: str, orrery: OrreryTools) -> None:
         self.turn, self.io, self.model = turn, io, model
         self.tools = Tools(turn.cwd, turn.env)
+        self.orrery = orrery
+        self.schemas = [*SCHEMAS, *orrery.schemas]  # the worktree's tools, then Orrery's
         self.usage = Usage()
         self.calls: list[dict[str, Any]] = []
         self.step = 0
@@ -126,7 +133,9 @@ class _Loop:
         results: list[Block] = []
         for use in uses:
             allowed = True
-            needs_ask = self.turn.settings.permission_mode == "ask" and use.name in MUTATING
+            on_orrery = use.name in self.orrery.names
+            asks = self.orrery.asks(use.name) if on_orrery else use.name in MUTATING
+            needs_ask = self.turn.settings.permission_mode == "ask" and asks
             if needs_ask and use.name not in self.allowed_for_session:
                 allowed = await self.io.permission(use.name, use.input)
             if not allowed:
@@ -136,7 +145,10 @@ class _Loop:
                     )
                 )
                 continue
-            result = await self.tools.run(use.name, use.input)
+            if on_orrery:
+                result = await self.orrery.call(use.name, use.input)
+            else:
+                result = await self.tools.run(use.name, use.input)
             results.append(
                 ToolResultBlock(
                     tool_use_id=use.id, content=result.content, is_error=result.is_error
@@ -257,7 +269,7 @@ class _AnthropicLoop(_Loop):
             max_tokens=MAX_TOKENS,
             system=SYSTEM,
             messages=messages,  # type: ignore[arg-type]
-            tools=SCHEMAS,  # type: ignore[arg-type]
+            tools=self.schemas,  # type: ignore[arg-type]
             stream=True,
         ) as response:
             # httpx-sse reads any httpx-shaped response; the SDK's (httpx2) is one.
@@ -348,7 +360,7 @@ class _OpenAILoop(_Loop):
                     "parameters": s["input_schema"],
                 },
             }
-            for s in SCHEMAS
+            for s in self.schemas
         ]
         messages = to_openai(self.turn.history)
         try:

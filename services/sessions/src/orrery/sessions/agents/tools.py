@@ -98,7 +98,7 @@ class ToolResult:
     is_error: bool = False
 
 
-def _clip(text: str, limit: int = MAX_OUTPUT) -> str:
+def clip(text: str, limit: int = MAX_OUTPUT) -> str:
     return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more]"
 
 
@@ -135,7 +135,7 @@ class Tools:
             return ToolResult(str(exc), is_error=True)
         except (OSError, UnicodeDecodeError, re.error, KeyError, TypeError) as exc:
             return ToolResult(f"{name} failed: {exc}", is_error=True)
-        return ToolResult(_clip(str(text)))
+        return ToolResult(clip(str(text)))
 
     # -- file tools (blocking work runs in a thread) --------------------------------------------
 
