@@ -210,6 +210,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.ids["session"] = session.json()["id"]
         yield s
     finally:
+        s.api.close()
         stop(proc)
 
 
@@ -378,8 +379,8 @@ def test_mcp_without_credentials_gets_a_401_and_no_tool(stack: Stack) -> None:
 async def _mcp(
     url: str, token: str, calls: list[tuple[str, dict[str, Any]]]
 ) -> tuple[list[str], list[Any]]:
-    client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
     async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client,
         streamable_http_client(f"{url}/mcp", http_client=client) as streams,
         ClientSession(streams[0], streams[1]) as session,
     ):
