@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Button, Form, Input, Typography } from 'antd';
 import { ApiError, auth } from '../transport/auth';
 
@@ -14,6 +14,20 @@ export function SignIn() {
   const [setup, setSetup] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+
+  // A gateway with no users yet opens on the setup form (GET /api/auth/status is public).
+  useEffect(() => {
+    let live = true;
+    fetch('/api/auth/status')
+      .then((res) => (res.ok ? (res.json() as Promise<{ setup_needed?: boolean }>) : null))
+      .then((status) => {
+        if (live && status?.setup_needed) setSetup(true);
+      })
+      .catch(() => undefined); // unreachable: the sign-in form stays, its errors will say so
+    return () => {
+      live = false;
+    };
+  }, []);
 
   const submit = async ({ email, password, name }: Fields) => {
     setBusy(true);
