@@ -46,19 +46,61 @@ class OrreryTools:
 
 @contextlib.asynccontextmanager
 async def orrery_tools(access: McpAccess | None) -> AsyncIterator[OrreryTools]:
-    if access is None:
+    """Orrery's tools for one turn. The client session lives in a task of its own (the SDK's task
+    groups must be entered and left in one task), which this ends when the turn is over."""
+    if access is None or not await _reachable(access):
         yield OrreryTools()
         return
-    stack = contextlib.AsyncExitStack()
+    ready: asyncio.Future[OrreryTools] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def hold() -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                ready.set_result(await _connect(stack, access))
+                await done.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transport, protocol or server: said below
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                log.debug("Orrery's MCP client ended: %r", exc)
+
+    holder = asyncio.create_task(hold(), name="orrery-mcp")
     try:
-        tools = await _connect(stack, access)
-    except Exception as exc:  # noqa: BLE001 - transport, protocol or server: run without
+        tools = await asyncio.wait_for(asyncio.shield(ready), CONNECT_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001 - any failure: the turn runs without the tools
         log.warning("the built-in agent runs without Orrery's MCP server: %r", exc)
-        with contextlib.suppress(Exception):
-            await stack.aclose()
-        stack, tools = contextlib.AsyncExitStack(), OrreryTools()
-    async with stack:
+        tools = OrreryTools()
+    try:
         yield tools
+    finally:
+        done.set()
+        try:
+            await asyncio.wait_for(holder, 5)
+        except (TimeoutError, asyncio.CancelledError):
+            holder.cancel()
+
+
+async def _reachable(access: McpAccess) -> bool:
+    """A quick look first: with no gateway at the URL (a service run alone, a test), the SDK's
+    client would wait for its timeout on every turn."""
+    import httpx2  # noqa: PLC0415 - with the SDK, on the first turn
+
+    try:
+        async with httpx2.AsyncClient(timeout=2) as http:
+            await http.get(access.url)
+    except httpx2.HTTPError as exc:
+        if access.url not in _unreachable:  # said once, not on every turn
+            _unreachable.add(access.url)
+            log.warning("Orrery's MCP server at %s is not reachable: %r", access.url, exc)
+        return False
+    _unreachable.discard(access.url)
+    return True
+
+
+_unreachable: set[str] = set()
 
 
 async def _connect(stack: contextlib.AsyncExitStack, access: McpAccess) -> OrreryTools:
