@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -124,7 +125,12 @@ async def bench(root: Path, sessions: int) -> int:
         return 1
     repo = make_repo(root / "repo")
     async with ScriptedModelServer(SCRIPT) as model:
-        stack = start_stack(root / "home", model.url, separate=False)
+        extra = (
+            {"ORRERY_AGENT_MCP": os.environ["ORRERY_AGENT_MCP"]}
+            if "ORRERY_AGENT_MCP" in os.environ
+            else None
+        )
+        stack = start_stack(root / "home", model.url, separate=False, extra=extra)
         try:
             async with httpx.AsyncClient(
                 base_url=f"http://127.0.0.1:{stack.port}", timeout=60

@@ -237,7 +237,9 @@ class Stack:
         return pss / 2**20, rss / 2**20
 
 
-def start_stack(home: Path, model_url: str, separate: bool) -> Stack:
+def start_stack(
+    home: Path, model_url: str, separate: bool, extra: dict[str, str] | None = None
+) -> Stack:
     port, nats_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ORRERY_", "ANTHROPIC_"))},
@@ -248,6 +250,7 @@ def start_stack(home: Path, model_url: str, separate: bool) -> Stack:
         "ORRERY_POSTGRES_PORT": str(free_port()),
         "ANTHROPIC_BASE_URL": model_url,
         "ANTHROPIC_API_KEY": "bench-key",
+        **(extra or {}),
     }
     home.mkdir(parents=True)
     log = home / "orrery-up.log"

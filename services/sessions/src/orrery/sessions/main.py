@@ -116,7 +116,14 @@ def providers(home: Path) -> Providers:
             "gemini": gemini,
             "opencode": opencode,
             "codex": codex,
-        }
+        },
+        modules={
+            "builtin": "orrery.sessions.agents.builtin",
+            "claude-code": "orrery.sessions.agents.claude_code",
+            "gemini": "orrery.sessions.agents.acp",
+            "opencode": "orrery.sessions.agents.acp",
+            "codex": "orrery.sessions.agents.codex",
+        },
     )
 
 
@@ -138,6 +145,13 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
     # ORRERY_AGENT_MCP=off: agents run without Orrery's MCP server (a gateway they cannot reach)
     attach = os.environ.get("ORRERY_AGENT_MCP", "on").lower() not in ("off", "0", "false", "no")
     mcp_url = f"{settings.gateway_url}/mcp" if attach else None
+    # Claude Code's SDK loads ~1 s: soon after start (cheap in `orrery up`, where the gateway
+    # has the MCP SDK it shares loaded anyway), not in the first prompt's time to first chunk.
+    preload = tuple(
+        a.strip()
+        for a in os.environ.get("ORRERY_AGENT_PRELOAD", "claude-code").split(",")
+        if a.strip()
+    )
 
     async def run(wiring: Wiring, stop: asyncio.Event) -> None:
         keys = Keys.from_master(master_key(settings.home))
@@ -153,6 +167,7 @@ def run_tasks(settings: Settings):  # type: ignore[no-untyped-def]
             prices=prices,
             keys=keys,
             mcp_url=mcp_url,
+            preload=preload,
             permission_window=window,
             idle_timeout=idle,
         )

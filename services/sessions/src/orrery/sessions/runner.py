@@ -42,6 +42,7 @@ from orrery.events.sessions import (
     PermissionDecided,
     PermissionRequested,
     PromptSteered,
+    SessionCreated,
     SessionDeleted,
     SessionDelta,
     StopRequested,
@@ -67,6 +68,7 @@ from orrery.sessions.agents.base import (
     McpAccess,
     Provider,
     ProviderError,
+    Providers,
     Turn,
     built,
 )
@@ -82,6 +84,7 @@ from orrery.sessions.domain.session import (
 
 log = logging.getLogger(__name__)
 
+PRELOAD_DELAY_S = 2.0  # after the runner starts: off the start-up path
 LOCK_KEY = "orrery.sessions.runner"
 _RETRYABLE: tuple[type[BaseException], ...] = (RuntimeFailure, *NATS_UNAVAILABLE)
 GIT_TIMEOUT_S = 10.0
@@ -142,6 +145,7 @@ class SessionRunner:
     prices: Mapping[str, pricing.Price]
     keys: Keys | None = None  # opens users' sealed keys, mints sessions' MCP tokens
     mcp_url: str | None = None  # Orrery's MCP server, attached to every agent that takes one
+    preload: tuple[str, ...] = ()  # agents whose provider loads soon after start, not on first use
     permission_window: timedelta = PERMISSION_WINDOW
     idle_timeout: float = IDLE_TIMEOUT_S  # an agent CLI process unused this long is ended
     state: str = "starting"
@@ -158,6 +162,9 @@ class SessionRunner:
             if not held:
                 return
             self.git = CommandClient(self.nc, self.js, self.registry)
+            if isinstance(self.providers, Providers):
+                for agent in self.preload:  # in the background: the service is up already
+                    self._spawn(self.providers.warm(agent, delay=PRELOAD_DELAY_S))
             try:
                 await self._loop(stop)
             finally:
@@ -325,6 +332,8 @@ class SessionRunner:
     async def _react(self, envelope: Envelope[Event]) -> None:  # noqa: PLR0912 - a table
         event = envelope.event
         match event:
+            case SessionCreated(settings=settings) if isinstance(self.providers, Providers):
+                self._spawn(self.providers.warm(settings.agent))
             case TaskStarted():
                 self._launch(envelope, event)
             case StopRequested():

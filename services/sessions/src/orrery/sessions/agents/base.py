@@ -8,6 +8,9 @@ provider cleans up (closes streams, kills processes) on ``CancelledError``.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,9 +113,23 @@ class Providers(Mapping[str, Provider]):
     or protocol client loads then, not when the service starts (the anthropic and openai SDKs
     alone take seconds to import and tens of MB)."""
 
-    def __init__(self, factories: Mapping[str, Callable[[], Provider]]) -> None:
+    def __init__(
+        self,
+        factories: Mapping[str, Callable[[], Provider]],
+        modules: Mapping[str, str] | None = None,
+    ) -> None:
         self._factories = dict(factories)
+        self._modules = dict(modules or {})  # agent -> the module its factory imports
         self._built: dict[str, Provider] = {}
+
+    async def warm(self, name: str, delay: float = 0.0) -> None:
+        """Import a provider's module in a thread, ahead of its first task (a session of that
+        agent was just created): that task then pays no SDK import (about 1 s for Claude
+        Code's), and the service's start still pays none."""
+        await asyncio.sleep(delay)
+        module = self._modules.get(name)
+        if module is not None and name not in self._built and module not in sys.modules:
+            await asyncio.to_thread(importlib.import_module, module)
 
     def __getitem__(self, name: str) -> Provider:
         if name not in self._built:
