@@ -575,7 +575,10 @@ async def warm_up(stack: Stack, api: httpx.AsyncClient) -> None:
 async def bench(root: Path, sizes: list[int], rounds: int, separate: bool) -> list[Phase]:
     streams_needed = 2 * rounds * sum(sizes)  # every phase of either side has its own numbers
     model = ModelChild(streams_needed)
-    stack = start_stack(root / "home", model.url, separate)
+    mcp = os.environ.get("ORRERY_AGENT_MCP")
+    stack = start_stack(
+        root / "home", model.url, separate, {"ORRERY_AGENT_MCP": mcp} if mcp else None
+    )
     phases: list[Phase] = []
     try:
         base = f"http://127.0.0.1:{stack.port}"
