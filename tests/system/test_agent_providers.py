@@ -56,12 +56,9 @@ MODELS = {
 }
 
 
-WHO_AM_I = {
-    "match": {
-        "last_user_text": "which session am i",
-        "tool_offered": "orrery_sessions_get_current",
-    },
-    "reply": [{"tool_use": {"name": "orrery_sessions_get_current", "input": {}}}],
+WHO_AM_I = {  # the built-in agent offers Orrery's MCP tools as one tool, `orrery`
+    "match": {"last_user_text": "which session am i", "tool_offered": "orrery"},
+    "reply": [{"tool_use": {"name": "orrery", "input": {"tool": "orrery_sessions_get_current"}}}],
 }
 
 

@@ -134,7 +134,7 @@ class _Loop:
         for use in uses:
             allowed = True
             on_orrery = use.name in self.orrery.names
-            asks = self.orrery.asks(use.name) if on_orrery else use.name in MUTATING
+            asks = self.orrery.asks(use.input) if on_orrery else use.name in MUTATING
             needs_ask = self.turn.settings.permission_mode == "ask" and asks
             if needs_ask and use.name not in self.allowed_for_session:
                 allowed = await self.io.permission(use.name, use.input)

@@ -2,8 +2,11 @@
 on the gateway's ``/mcp`` with the session's token.
 
 The tool list is the same for every session (what a token may reach is checked per call), so it
-is fetched once per process and offered to the model next to read/write/edit/bash/glob/grep; a
-turn opens a client session only when its model calls one of Orrery's tools. A turn that never
+is fetched once per process and offered to the model as one tool, ``orrery``, whose description
+lists each of the server's tools with its parameters (``orrery(tool, arguments)``): thirty-odd
+full schemas in every model request cost the agent's event loop more than the streams beside it
+can bear with fifty sessions starting at once. A turn opens a client session only when its model
+calls the tool. A turn that never
 does costs nothing more (twenty sessions starting at once would otherwise each connect while the
 others stream). When the server cannot be reached, turns go on without the tools (said once in
 the log, tried again a minute later).
@@ -42,27 +45,66 @@ class _Catalog:
 _catalog = _Catalog()
 
 
+TOOL = "orrery"
+
+
+def one_tool(schemas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The server's tools as the one ``orrery`` tool the model is offered."""
+    lines = []
+    for s in schemas:
+        props = s.get("input_schema", {}).get("properties", {})
+        required = set(s.get("input_schema", {}).get("required", []))
+        params = ", ".join(p if p in required else f"{p}?" for p in props if p != "ctx")
+        lines.append(f"- {s['name']}({params}): {s['description']}")
+    return {
+        "name": TOOL,
+        "description": (
+            "Orrery, where this session runs: its sessions, worktrees, environments, boards and"
+            " events. Call with `tool` (one of the names below) and its `arguments` (an object;"
+            " `?` marks optional ones):\n" + "\n".join(lines)
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "tool": {"type": "string", "enum": [s["name"] for s in schemas]},
+                "arguments": {"type": "object"},
+            },
+            "required": ["tool"],
+        },
+    }
+
+
 @dataclass
 class OrreryTools:
     access: McpAccess | None = None
-    schemas: list[dict[str, Any]] = field(default_factory=list)
+    catalog: list[dict[str, Any]] = field(default_factory=list)
     _client: _Client | None = None
 
     @property
+    def schemas(self) -> list[dict[str, Any]]:
+        return [one_tool(self.catalog)] if self.catalog else []
+
+    @property
     def names(self) -> set[str]:
-        return {s["name"] for s in self.schemas}
+        return {TOOL} if self.catalog else set()
 
     @staticmethod
-    def asks(name: str) -> bool:
-        """Whether a call needs the user's permission in permission mode ``ask``."""
+    def asks(arguments: Mapping[str, Any]) -> bool:
+        """Whether a call needs the user's permission in permission mode ``ask``: all but the
+        read-only tools."""
+        name = str(arguments.get("tool", ""))
         return not any(name.endswith(suffix) or f"{suffix}_" in name for suffix in READ_ONLY)
 
     async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
         assert self.access is not None  # only offered with access
+        tool, args = arguments.get("tool"), arguments.get("arguments") or {}
+        if tool not in {s["name"] for s in self.catalog} or not isinstance(args, dict):
+            known = ", ".join(s["name"] for s in self.catalog)
+            return ToolResult(f"give `tool` (one of {known}) and `arguments` (an object)", True)
         try:
             if self._client is None:
                 self._client = await _Client.open(self.access)
-            result = await self._client.session.call_tool(name, dict(arguments))
+            result = await self._client.session.call_tool(str(tool), args)
         except Exception as exc:  # noqa: BLE001 - any client failure: the model hears of it
             return ToolResult(f"Orrery's MCP server: {type(exc).__name__}: {exc}", is_error=True)
         text = "\n".join(str(getattr(c, "text", "")) for c in result.content)
