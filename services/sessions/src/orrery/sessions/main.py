@@ -19,7 +19,7 @@ from orrery.runtime.service import ServiceSpec, Wiring
 from orrery.runtime.settings import Settings
 from orrery.sessions import pricing
 from orrery.sessions.agents.base import Provider, Providers
-from orrery.sessions.agents.clis import find_cli
+from orrery.sessions.agents.clis import find_cli, start_gate
 from orrery.sessions.domain import session as d
 from orrery.sessions.projection import (
     SessionsProjection,
@@ -79,6 +79,10 @@ def providers(home: Path) -> Providers:
     """Every agent provider, built on first use; the CLIs keep their state under ``home``
     (``ORRERY_HOME/agents``)."""
     pinned = pinned_agent_bin()
+    try:
+        gate = start_gate(os.environ)  # shared: the CLIs compete for the same cores
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
 
     def cli(name: str) -> Path | None:
         return find_cli(os.environ, name, pinned)
@@ -92,17 +96,17 @@ def providers(home: Path) -> Providers:
     def claude_code() -> Provider:
         from orrery.sessions.agents.claude_code import ClaudeCode  # noqa: PLC0415
 
-        return ClaudeCode(cli("claude"))
+        return ClaudeCode(cli("claude"), gate)
 
     def gemini() -> Provider:
         from orrery.sessions.agents.acp import AcpAgent, Gemini  # noqa: PLC0415
 
-        return AcpAgent("gemini", Gemini(), cli("gemini"), home)
+        return AcpAgent("gemini", Gemini(), cli("gemini"), home, gate)
 
     def opencode() -> Provider:
         from orrery.sessions.agents.acp import AcpAgent, OpenCode  # noqa: PLC0415
 
-        return AcpAgent("opencode", OpenCode(), cli("opencode"), home)
+        return AcpAgent("opencode", OpenCode(), cli("opencode"), home, gate)
 
     def codex() -> Provider:
         from orrery.sessions.agents.codex import Codex  # noqa: PLC0415

@@ -69,7 +69,13 @@ from orrery.events.sessions import (
     Usage,
 )
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import describe, first_prompt, not_installed, process_env
+from orrery.sessions.agents.clis import (
+    StartGate,
+    describe,
+    first_prompt,
+    not_installed,
+    process_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,11 +255,19 @@ class _Live:
 class AcpAgent:
     """An agent CLI on ACP; ``flavour`` says which."""
 
-    def __init__(self, name: str, flavour: Flavour, cli: Path | None, state: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        flavour: Flavour,
+        cli: Path | None,
+        state: Path,
+        gate: StartGate | None = None,
+    ) -> None:
         self.name = name
         self.flavour = flavour
         self.cli = cli
         self.state = state
+        self.gate = gate or StartGate(0)  # a start holds a slot until its ACP session is open
         self._live: dict[str, _Live] = {}
 
     async def close(self) -> None:
@@ -332,6 +346,11 @@ class AcpAgent:
             live = None
         if live is not None:
             return live
+        async with self.gate.slot():
+            return await self._start(turn, io, key)
+
+    async def _start(self, turn: Turn, io: AgentIO, key: tuple[Any, ...]) -> _Live:
+        """A new CLI process with its ACP session open."""
         assert self.cli is not None
         state = self.state / self.flavour.cli
         state.mkdir(parents=True, exist_ok=True)

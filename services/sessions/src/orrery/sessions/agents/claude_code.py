@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from orrery.events.sessions import Block, SystemBlock, ToolResultBlock, Usage
 from orrery.sessions.agents import anthropic_stream
 from orrery.sessions.agents.anthropic_stream import MessageBuilder
 from orrery.sessions.agents.base import AgentIO, ProviderError, Turn, TurnResult
-from orrery.sessions.agents.clis import describe, first_prompt, not_installed
+from orrery.sessions.agents.clis import StartGate, describe, first_prompt, not_installed
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ class _Live:
 class ClaudeCode:
     name = "claude-code"
 
-    def __init__(self, cli: Path | None) -> None:
+    def __init__(self, cli: Path | None, gate: StartGate | None = None) -> None:
         self.cli = cli
+        self.gate = gate or StartGate(0)
         self._live: dict[str, _Live] = {}
 
     async def close(self) -> None:
@@ -93,23 +95,31 @@ class ClaudeCode:
     async def run(self, turn: Turn, io: AgentIO) -> TurnResult:
         if self.cli is None:
             raise not_installed("Claude Code", "claude")
-        live = await self._process(turn)
-        live.io = io
-        try:
-            return await self._turn(live, turn, io)
-        except asyncio.CancelledError:
-            # Stopped: interrupt the CLI and let it end its turn in the background (the runner
-            # records the stop); the session's next task waits for that first.
-            live.settling = asyncio.create_task(self._settle(turn.session_id, live))
-            raise
-        except ClaudeSDKError as exc:
-            await self._drop(turn.session_id)
-            raise ProviderError("agent.crashed", _describe(exc, live)) from exc
-        except Exception:
-            await self._drop(turn.session_id)  # mid-turn: its leftovers must not reach the next
-            raise
-        finally:
-            live.io, live.used = None, time.monotonic()
+        live = self._live.get(turn.session_id)
+        # A new process waits for a start slot and keeps it until the CLI has taken the prompt.
+        starting = (
+            self.gate.slot()
+            if live is None or live.key != _key(turn)
+            else contextlib.nullcontext(lambda: None)
+        )
+        async with starting as started:
+            live = await self._process(turn)
+            live.io = io
+            try:
+                return await self._turn(live, turn, io, started)
+            except asyncio.CancelledError:
+                # Stopped: interrupt the CLI and let it end its turn in the background (the
+                # runner records the stop); the session's next task waits for that first.
+                live.settling = asyncio.create_task(self._settle(turn.session_id, live))
+                raise
+            except ClaudeSDKError as exc:
+                await self._drop(turn.session_id)
+                raise ProviderError("agent.crashed", _describe(exc, live)) from exc
+            except Exception:
+                await self._drop(turn.session_id)  # mid-turn: its leftovers must not reach the next
+                raise
+            finally:
+                live.io, live.used = None, time.monotonic()
 
     async def reap(self, idle_s: float) -> None:
         now = time.monotonic()
@@ -125,8 +135,7 @@ class ClaudeCode:
             with contextlib.suppress(Exception):
                 await live.settling
             live = self._live.get(turn.session_id)
-        mcp = turn.mcp.token if turn.mcp else ""  # a new token (every few hours): a new process
-        key = (turn.settings.model, turn.settings.permission_mode, turn.settings.thinking, mcp)
+        key = _key(turn)
         if live is not None and live.key != key:
             await self._drop(turn.session_id)
             live = None
@@ -195,11 +204,14 @@ class ClaudeCode:
 
     # -- one task ------------------------------------------------------------------------------
 
-    async def _turn(self, live: _Live, turn: Turn, io: AgentIO) -> TurnResult:
+    async def _turn(
+        self, live: _Live, turn: Turn, io: AgentIO, started: Callable[[], None]
+    ) -> TurnResult:
         await live.client.query(first_prompt(turn))
         state = _TurnState(run=turn.run_id or turn.task_id, model=turn.settings.model)
         bound = turn.native_id
         async for message in live.client.receive_response():
+            started()  # the CLI has taken the prompt (its init message): it is started
             native = getattr(message, "session_id", None) or (
                 message.data.get("session_id") if isinstance(message, SystemMessage) else None
             )
@@ -229,6 +241,13 @@ class ClaudeCode:
                     return _outcome(result, state.model, live)
         ended = _describe(None, live, "the CLI ended without a result")
         raise ProviderError("agent.crashed", ended)
+
+
+def _key(turn: Turn) -> tuple[Any, ...]:
+    """What a session's process is started with: a change restarts it (a new MCP token, every
+    few hours, among them)."""
+    mcp = turn.mcp.token if turn.mcp else ""
+    return (turn.settings.model, turn.settings.permission_mode, turn.settings.thinking, mcp)
 
 
 @dataclass

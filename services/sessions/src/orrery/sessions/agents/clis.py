@@ -3,9 +3,11 @@ be made natively (the parent's transcript, then the prompt)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -22,6 +24,62 @@ def process_env(turn_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[s
     then what the provider sets."""
     env = {k: v for k in INHERITED if (v := os.environ.get(k))}
     return {**env, **turn_env, **extra}
+
+
+class StartGate:
+    """At most ``size`` agent CLIs start at once; the others wait their turn.
+
+    A CLI's start-up is CPU work (loading its bundle, its tools, its MCP servers): ten starting
+    together on two cores share the cores, so all ten are ready about when the last one would
+    have been, one after another. Starting them ``size`` at a time gives the same last one and
+    the first ones in a fraction of that. A start keeps its slot until ``started()`` is called
+    (the provider calls it on the CLI's first output for the task), or ``hold_s`` at most, so a
+    CLI that hangs does not hold up the others.
+    """
+
+    def __init__(self, size: int, hold_s: float = 10.0) -> None:
+        self.size = size
+        self.hold_s = hold_s
+        self._slots = asyncio.Semaphore(size) if size > 0 else None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[Callable[[], None]]:
+        """Wait for a slot; yields ``started``, which gives it back (at most once)."""
+        slots = self._slots
+        if slots is None:
+            yield _nothing
+            return
+        await slots.acquire()
+        held = True
+
+        def started() -> None:
+            nonlocal held
+            if held:
+                held = False
+                timer.cancel()
+                slots.release()
+
+        timer = asyncio.get_running_loop().call_later(self.hold_s, started)
+        try:
+            yield started
+        finally:
+            started()
+
+
+def _nothing() -> None:
+    return None
+
+
+def start_gate(env: Mapping[str, str]) -> StartGate:
+    """``ORRERY_AGENT_STARTS`` CLIs start at once (0: no limit); by default one per core."""
+    raw = env.get("ORRERY_AGENT_STARTS", "")
+    try:
+        size = int(raw) if raw else (os.cpu_count() or 2)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise ValueError(f"ORRERY_AGENT_STARTS must be a whole number (0: no limit), not {raw!r}")
+    return StartGate(size)
 
 
 def find_cli(env: Mapping[str, str], name: str, default_dir: Path | None) -> Path | None:
