@@ -96,6 +96,7 @@ for path in (
     EXPECTED[("GET", f"/api/sessions{path}")] = "viewer"
 for method, path in (
     ("POST", ""),
+    ("PATCH", "/{ref}"),
     ("POST", "/{ref}/prompt"),
     ("PUT", "/{ref}/queue"),
     ("DELETE", "/{ref}/queue/{task_id}"),
@@ -410,6 +411,10 @@ def test_the_mcp_sdk_client_lists_and_calls_tools_with_an_api_key(stack: Stack) 
                 ("orrery_environment_start", {"worktree": one}),
                 ("orrery_sessions_list", {"worktree": "one"}),
                 ("orrery_events_tail", {"board": board, "after": 0, "limit": 500}),
+                (
+                    "orrery_sessions_update",
+                    {"session": stack.ids["session"], "title": "by key", "thinking": "off"},
+                ),
             ],
         )
     )
@@ -421,6 +426,7 @@ def test_the_mcp_sdk_client_lists_and_calls_tools_with_an_api_key(stack: Stack) 
         "orrery_sessions_prompt",
         "orrery_sessions_create",
         "orrery_sessions_stop",
+        "orrery_sessions_update",
         "orrery_worktrees_get",
         "orrery_worktrees_list",
         "orrery_worktrees_create",
@@ -445,7 +451,8 @@ def test_the_mcp_sdk_client_lists_and_calls_tools_with_an_api_key(stack: Stack) 
         "orrery_events_tail",
     }
     assert expected <= set(tools)
-    me, boards, placed, env_start, sessions, tail = results
+    me, boards, placed, env_start, sessions, tail, updated = results
+    assert (updated["title"], updated["settings"]["thinking"]) == ("by key", "off")
     assert me["id"] == stack.users["member"]["id"] and me["via"] == "api_key"
     assert {b["id"] for b in boards["boards"]} == {stack.ids["Mine"], stack.ids["Theirs"]}
     assert placed["card"]["x"] == 40
@@ -487,10 +494,17 @@ def test_a_session_token_reaches_its_worktree_and_boards_only(stack: Stack) -> N
                     {"email": "x@example.com", "password": PASSWORD, "name": "x"},
                 ),
                 ("orrery_events_tail", {"board": mine, "limit": 500}),
+                ("orrery_sessions_update", {"title": "named by its agent"}),
+                ("orrery_sessions_update", {"permission_mode": "allow-all"}),
             ],
         )
     )
-    current, boards, got_mine, *refused, tail = results
+    current, boards, got_mine, *refused, tail, renamed, unasked = results
+    assert renamed["title"] == "named by its agent"
+    # an agent that asks before its tools run cannot stop asking
+    assert unasked[0] == "error" and "auth.forbidden" in unasked[1], unasked
+    after = stack.call("viewer", "GET", f"/api/sessions/{stack.ids['session']}").json()
+    assert after["settings"]["permission_mode"] == "ask"
     assert current["id"] == stack.ids["session"]
     assert [b["id"] for b in boards["boards"]] == [mine]
     assert got_mine["board"]["id"] == mine

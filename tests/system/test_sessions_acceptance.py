@@ -155,6 +155,24 @@ def test_the_builtin_agent_end_to_end(tmp_path: Path) -> None:  # noqa: PLR0915 
             ledger = api.get("/api/ledger", params={"by": "user"}).json()
             assert ledger[0]["key"] == "anonymous" and ledger[0]["cost_usd"] == tasks[0]["cost_usd"]
 
+            # A change of title and model applies to the next task; nothing to change is a 4xx.
+            sid = session["id"]
+            changed = api.patch(
+                f"/api/sessions/{sid}", json={"title": "renamed", "model": "claude-opus-4-1"}
+            )
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["title"] == "renamed"
+            assert changed.json()["settings"]["model"] == "claude-opus-4-1"
+            assert changed.json()["settings"]["permission_mode"] == "allow-all"  # unchanged
+            empty = api.patch(f"/api/sessions/{sid}", json={})
+            assert empty.status_code == 422 and empty.json()["code"] == "session.empty_update"
+            bad = api.patch(f"/api/sessions/{sid}", json={"permission_mode": "never"})
+            assert bad.status_code == 400, bad.text
+            asked = len(model.requests)
+            api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "hi after the change"})
+            until(lambda: api.get(f"/api/sessions/{sid}/tasks").json()[-1]["status"] == "completed")
+            assert {r.body["model"] for r in model.requests[asked:]} == {"claude-opus-4-1"}
+
             # Stop during a slow stream ends in `stopped`, within the bound.
             api.post(f"/api/sessions/{session['id']}/prompt", json={"prompt": "slow please"})
             until(lambda: api.get(f"/api/sessions/{session['id']}").json()["status"] == "running")

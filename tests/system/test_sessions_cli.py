@@ -119,6 +119,16 @@ def test_sessions_from_the_cli(tmp_path: Path) -> None:  # noqa: PLR0915 - one s
                 ["", "app/one", f"spawn of {short[0]}", "idle"],
             ], out
 
+            # A new title and model; the next task runs on that model.
+            out = ok(orrery(env, "session", "update", main[:8], "--title", "renamed",
+                            "--model", "claude-opus-4-1"))  # fmt: skip
+            assert "updated" in out and "renamed" in out and "claude-opus-4-1" in out, out
+            nothing = orrery(env, "session", "update", main)
+            assert nothing.returncode == 2
+            assert "say what to change" in nothing.stdout + nothing.stderr
+            out = ok(orrery(env, "session", "prompt", main, "hi", "--wait"))
+            assert "claude-opus-4-1" in out and "✓ completed" in out, out
+
             # Ask before writing: `tail` shows the request and the command that approves it,
             # then the rest of the task once approved.
             out = ok(orrery(env, "session", "new", "-w", "one", "write hello again"))

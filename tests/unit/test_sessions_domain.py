@@ -222,6 +222,42 @@ def test_fork_points_spawns_and_deleting_a_parent() -> None:
         log.prompt("t9")
 
 
+def test_an_update_changes_what_it_names_from_the_next_task() -> None:
+    log = Log().create(agent="claude-code")
+    log.prompt("t1")
+
+    def update(**fields: Any) -> Sequence[Event]:
+        return log.do(d.decide_update, s.UpdateSession(command_id="u", session_id="s1", **fields))
+
+    (changed,) = update(title="  parser  ", model=" claude-opus-4-1", permission_mode="auto")
+    assert isinstance(changed, s.SessionUpdated)
+    assert changed.changed == ["title", "model", "permission_mode"]
+    assert changed.title == "parser"
+    assert changed.settings == s.AgentSettings(
+        agent="claude-code", model="claude-opus-4-1", permission_mode="auto"
+    )
+    assert log.state.settings == changed.settings and log.state.active == "t1"  # task runs on
+    # forks take the settings the session has now
+    (fork,) = log.do(d.decide_fork, s.ForkSession(command_id="f", session_id="s1", child_id="k"))
+    assert isinstance(fork, s.ChildSessionRequested) and fork.settings.model == "claude-opus-4-1"
+    assert update(title="parser", permission_mode="auto") == []  # already so: a retry is harmless
+    (thinking,) = update(thinking="off")
+    assert isinstance(thinking, s.SessionUpdated) and thinking.changed == ["thinking"]
+    assert thinking.title == "parser" and thinking.settings.model == "claude-opus-4-1"
+    for fields, code in (
+        ({}, "session.empty_update"),
+        ({"title": "x" * (d.MAX_TITLE + 1)}, "session.invalid_title"),
+        ({"model": "m" * (d.MAX_MODEL + 1)}, "session.invalid_model"),
+    ):
+        with pytest.raises(Rejection) as bad:
+            update(**fields)
+        assert bad.value.code == code
+    log.do(d.decide_delete, s.DeleteSession(command_id="d", session_id="s1", children="orphan"))
+    with pytest.raises(Rejection) as gone:
+        update(title="late")
+    assert gone.value.code == "session.not_found"
+
+
 ops = st.lists(st.sampled_from(["prompt", "complete", "fail", "stop_done", "steer"]), max_size=60)
 
 

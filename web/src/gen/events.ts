@@ -53,6 +53,7 @@ export type OrreryMessage =
   | TaskStopped
   | TaskInterrupted
   | ChildReported
+  | SessionUpdated
   | SessionDeleted
   | RepoAddRequested
   | RepoAdded
@@ -125,6 +126,7 @@ export type OrreryMessage =
   | DecidePermission
   | ForkSession
   | SpawnSession
+  | UpdateSession
   | DeleteSession
   | AddRepo
   | ReloadRepoConfig
@@ -700,6 +702,17 @@ export interface ChildReported {
   task_id: string;
   outcome: "completed" | "failed" | "stopped";
   result: string;
+  [k: string]: unknown;
+}
+/**
+ * The session's title and settings after a change (both whole, whichever changed).
+ */
+export interface SessionUpdated {
+  type: "sessions.SessionUpdated";
+  session_id: string;
+  title: string;
+  settings: AgentSettings1;
+  changed: string[];
   [k: string]: unknown;
 }
 export interface SessionDeleted {
@@ -1444,6 +1457,20 @@ export interface SpawnSession {
   prompt: string;
   title?: string;
   settings?: AgentSettings1 | null;
+  command_id: string;
+  [k: string]: unknown;
+}
+/**
+ * Change a session's title or its agent's settings; what is ``None`` stays. New settings
+ *     apply from the session's next task (a running one keeps its own).
+ */
+export interface UpdateSession {
+  type: "sessions.UpdateSession";
+  session_id: string;
+  title?: string | null;
+  model?: string | null;
+  permission_mode?: ("allow-all" | "ask" | "auto") | null;
+  thinking?: ("auto" | "off") | null;
   command_id: string;
   [k: string]: unknown;
 }

@@ -392,6 +392,38 @@ def session_tail(
         _follow(client, session["id"], after, render, until=done)
 
 
+@session_app.command("update")
+def session_update(  # noqa: PLR0917 - typer maps each option to a parameter
+    ref: str = typer.Argument(help="session id or id prefix"),
+    title: str | None = typer.Option(None, help="a new title"),
+    model: str | None = typer.Option(None, help="the model of its next tasks"),
+    permission: Literal["ask", "auto", "allow-all"] | None = typer.Option(
+        None, help="ask before tools that change files or run commands, or don't"
+    ),
+    thinking: Literal["auto", "off"] | None = typer.Option(None, help="extended thinking"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Change a session's title, model, permission mode or thinking (from its next task)."""
+    fields = {"title": title, "model": model, "permission_mode": permission}
+    fields["thinking"] = thinking
+    body = {k: v for k, v in fields.items() if v is not None}
+    if not body:
+        console.print(
+            "[red]error:[/] say what to change: --title, --model, --permission, --thinking"
+        )
+        raise typer.Exit(2)
+    s = api().call("PATCH", f"/api/sessions/{ref}", json=body)
+    if as_json:
+        _print_json(s)
+        return
+    settings = s["settings"]
+    console.print(
+        f"[green]updated[/] session {s['id']}  {s['title']}  {settings['agent']}"
+        f" {settings['model'] or '(default model)'}  {settings['permission_mode']}"
+        f"  thinking {settings['thinking']}"
+    )
+
+
 @session_app.command("stop")
 def session_stop(ref: str = typer.Argument(help="session id or id prefix")) -> None:
     """Stop the running task (within 10 s: interrupt, then signal, then kill)."""

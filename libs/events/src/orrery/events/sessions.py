@@ -162,6 +162,18 @@ class SpawnSession(Command, tag="sessions.SpawnSession", frozen=True):
     settings: AgentSettings | None = None
 
 
+class UpdateSession(Command, tag="sessions.UpdateSession", frozen=True):
+    """Change a session's title or its agent's settings; what is ``None`` stays. New settings
+    apply from the session's next task (a running one keeps its own)."""
+
+    CONTEXT: ClassVar[str] = "sessions"
+    session_id: str
+    title: str | None = None
+    model: str | None = None
+    permission_mode: PermissionMode | None = None
+    thinking: Literal["auto", "off"] | None = None
+
+
 class DeleteSession(Command, tag="sessions.DeleteSession", frozen=True):
     CONTEXT: ClassVar[str] = "sessions"
     session_id: str
@@ -322,6 +334,15 @@ class ChildReported(Event, tag="sessions.ChildReported", frozen=True):
     result: str
 
 
+class SessionUpdated(Event, tag="sessions.SessionUpdated", frozen=True):
+    """The session's title and settings after a change (both whole, whichever changed)."""
+
+    session_id: str
+    title: str
+    settings: AgentSettings
+    changed: list[str]  # which of title, model, permission_mode, thinking
+
+
 class SessionDeleted(Event, tag="sessions.SessionDeleted", frozen=True):
     session_id: str
     children: ChildrenAction
@@ -338,6 +359,7 @@ CLASSES: tuple[type[Event] | type[Command], ...] = (
     DecidePermission,
     ForkSession,
     SpawnSession,
+    UpdateSession,
     DeleteSession,
     SessionCreated,
     ChildSessionRequested,
@@ -357,6 +379,7 @@ CLASSES: tuple[type[Event] | type[Command], ...] = (
     TaskStopped,
     TaskInterrupted,
     ChildReported,
+    SessionUpdated,
     SessionDeleted,
 )
 

@@ -264,6 +264,36 @@ def build(tools: Tools) -> MCPServer:  # noqa: PLR0915 - one nested function per
             raise ToolError("request.invalid: give the parent session")
         return await orrery_sessions_prompt(ctx, parent, prompt, "subsession", title, agent)
 
+    @server.tool(
+        description="Change a session's title, model, permission_mode (ask | auto | allow-all) or"
+        " thinking (auto | off); settings apply from its next task"
+    )
+    async def orrery_sessions_update(
+        ctx: Context,
+        session: str | None = None,
+        title: str | None = None,
+        model: str | None = None,
+        permission_mode: str | None = None,
+        thinking: str | None = None,
+    ) -> Any:
+        p = await t.principal(ctx)
+        if p.kind == "session" and permission_mode is not None:
+            # An agent that asks before its tools run must not be able to stop asking.
+            raise ToolError(
+                "auth.forbidden: an agent cannot change a permission mode; a person can (the UI,"
+                " the API, or this tool with an API key)"
+            )
+        ref = session or p.session_id
+        if not ref:
+            raise ToolError("request.invalid: give the session")
+        found = await t.check_session(ctx, p, ref)
+        body = {"title": title, "model": model, "permission_mode": permission_mode}
+        body["thinking"] = thinking
+        return await t.call(
+            ctx, p, "PATCH", f"/api/sessions/{found['id']}",
+            json={k: v for k, v in body.items() if v is not None},
+        )  # fmt: skip
+
     @server.tool(description="Stop a session's running task (it ends within 10 s)")
     async def orrery_sessions_stop(ctx: Context, session: str) -> Any:
         p = await t.principal(ctx)

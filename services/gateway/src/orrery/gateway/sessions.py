@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, WebSocket, delete, get, post, put, websocket
+from litestar import Controller, Request, WebSocket, delete, get, patch, post, put, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import Parameter
 from litestar.response import Response
@@ -135,6 +135,15 @@ class CreateSessionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     permission_mode: Literal["ask", "auto", "allow-all"] | None = None  # None: yours, else ask
     thinking: Literal["auto", "off"] | None = None  # None: your default, else auto
     prompt: Annotated[str, msgspec.Meta(max_length=100_000)] | None = None
+
+
+class UpdateSessionIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What to change; a field left out stays. Settings apply from the session's next task."""
+
+    title: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    model: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    permission_mode: Literal["ask", "auto", "allow-all"] | None = None
+    thinking: Literal["auto", "off"] | None = None
 
 
 class PromptIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -421,6 +430,30 @@ class SessionsController(Controller):
     @get("/{ref:str}", summary="A session by id or id prefix")
     async def show(self, ref: str, sessions: SessionsApi) -> SessionOut:
         return await sessions.model.session(ref)
+
+    @patch(
+        "/{ref:str}",
+        summary="Change a session's title, model, permission mode or thinking (from its next task)",
+    )
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        ref: str,
+        data: UpdateSessionIn,
+        sessions: SessionsApi,
+    ) -> SessionOut:
+        session = await sessions.model.session(ref)
+        await sessions.send(
+            s.UpdateSession(
+                command_id=command_id(request),
+                session_id=session.id,
+                title=data.title,
+                model=data.model,
+                permission_mode=data.permission_mode,
+                thinking=data.thinking,
+            )
+        )
+        return await sessions.model.session(session.id)
 
     @post("/{ref:str}/prompt", summary="Prompt: runs now, or queued, or steered into the task")
     async def prompt(

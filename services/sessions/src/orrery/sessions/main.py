@@ -55,6 +55,7 @@ HANDLERS: dict[type[Command], Handler[Any, Any]] = {
     s.DecidePermission: _on_session(d.decide_permission),
     s.ForkSession: _on_session(d.decide_fork),
     s.SpawnSession: _on_session(d.decide_spawn),
+    s.UpdateSession: _on_session(d.decide_update),
     s.DeleteSession: _on_session(d.decide_delete),
 }
 

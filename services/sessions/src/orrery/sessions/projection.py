@@ -257,6 +257,12 @@ class SessionsProjection:
                         e.task_id, e.reason, at, seq,
                     )  # fmt: skip
                     await self._ended(conn, q, e.session_id, e.task_id, at, seq)
+                case s.SessionUpdated():
+                    await conn.execute(
+                        f"UPDATE {q}.sessions SET title=$2, settings=$3::jsonb, updated_at=$4,"
+                        " last_seq=$5 WHERE session_id=$1",
+                        e.session_id, e.title, _j(e.settings), at, seq,
+                    )  # fmt: skip
                 case s.SessionDeleted():
                     await conn.execute(
                         f"UPDATE {q}.sessions SET deleted=true, active_task=NULL, status='idle',"

@@ -38,6 +38,7 @@ from orrery.events.sessions import (
     ResumeTask,
     SessionCreated,
     SessionDeleted,
+    SessionUpdated,
     SpawnSession,
     StopRequested,
     StopTask,
@@ -50,11 +51,13 @@ from orrery.events.sessions import (
     TaskStarted,
     TaskStopped,
     TextBlock,
+    UpdateSession,
 )
 from orrery.runtime.decider import Aggregate, Deps
 
 MAX_PROMPT = 100_000
 MAX_TITLE = 200
+MAX_MODEL = 200
 STOP_BOUND = timedelta(seconds=10)
 PERMISSION_WINDOW = timedelta(seconds=60)
 # The providers that deliver a prompt into the running task (the others refuse a steer rather
@@ -70,6 +73,7 @@ class Session:
     deleted: bool = False
     session_id: str = ""
     worktree_id: str = ""
+    title: str = ""
     settings: AgentSettings = field(default_factory=AgentSettings)
     relation: str = "root"
     parent_id: str | None = None
@@ -107,6 +111,7 @@ def evolve(state: Session, event: Event) -> Session:  # noqa: PLR0911, PLR0912 -
                 exists=True,
                 session_id=e.session_id,
                 worktree_id=e.worktree_id,
+                title=e.title,
                 settings=e.settings,
                 relation=e.relation,
                 parent_id=e.parent_id,
@@ -147,6 +152,8 @@ def evolve(state: Session, event: Event) -> Session:  # noqa: PLR0911, PLR0912 -
             return replace(ended, interrupted=(*ended.interrupted, (t, state.prompts.get(t, ""))))
         case ChildSessionRequested(child_id=c):
             return replace(state, children=(*state.children, c))
+        case SessionUpdated(title=title, settings=settings):
+            return replace(state, title=title, settings=settings)
         case SessionDeleted():
             return replace(state, deleted=True, active=None, queue=())
     return state
@@ -328,6 +335,40 @@ def decide_spawn(command: SpawnSession, state: Session, deps: Deps) -> Sequence[
             title=_title(command.title),
             settings=command.settings or state.settings,
         )
+    ]
+
+
+def decide_update(command: UpdateSession, state: Session, deps: Deps) -> Sequence[Event]:
+    """What changes; nothing when every field asked for is already so (a retry is harmless)."""
+    _live(state, command.session_id)
+    wanted = {
+        "model": command.model,
+        "permission_mode": command.permission_mode,
+        "thinking": command.thinking,
+    }
+    if command.title is None and all(v is None for v in wanted.values()):
+        raise Rejection(
+            "session.empty_update", "say what to change: title, model, permission_mode, thinking"
+        )
+    if command.model is not None and len(command.model) > MAX_MODEL:
+        raise Rejection("session.invalid_model", f"a model name has at most {MAX_MODEL} characters")
+    title = state.title if command.title is None else _title(command.title)
+    settings = msgspec.structs.replace(
+        state.settings,
+        **{k: v.strip() if k == "model" else v for k, v in wanted.items() if v is not None},
+    )
+    changed = [
+        name
+        for name, before, after in (
+            ("title", state.title, title),
+            *((k, getattr(state.settings, k), getattr(settings, k)) for k in wanted),
+        )
+        if before != after
+    ]
+    if not changed:
+        return []
+    return [
+        SessionUpdated(session_id=state.session_id, title=title, settings=settings, changed=changed)
     ]
 
 
