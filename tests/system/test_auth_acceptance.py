@@ -165,17 +165,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(f"http://127.0.0.1:{port}", tmp / "home", env)
     try:
         wait_healthy(proc, port, timeout=60)
-        setup = s.api.post(
-            "/api/auth/setup",
-            json={"email": "olga@example.com", "password": PASSWORD, "name": "Olga"},
-        )
-        assert setup.status_code == 201, setup.text
+        # Two setups at once with different emails: one owner, one 409.
+        answers = asyncio.run(_setups(s.url, ("olga@example.com", "eve@example.com")))
+        assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+        setup = next(a for a in answers if a.status_code == 201)
+        again = next(a for a in answers if a.status_code == 409)
+        assert again.json()["code"] == "auth.setup_done"
         s.tokens["owner"] = setup.json()["access_token"]
         s.users["owner"] = setup.json()["user"]
-        again = s.api.post(
-            "/api/auth/setup", json={"email": "eve@example.com", "password": PASSWORD, "name": "E"}
-        )
-        assert again.status_code == 409 and again.json()["code"] == "auth.setup_done"
+        owners = [u for u in s.call("owner", "GET", "/api/users").json() if u["role"] == "owner"]
+        assert [u["id"] for u in owners] == [s.users["owner"]["id"]]
         for role in ("viewer", "member", "admin"):
             email = f"{role}@example.com"
             made = s.call(
@@ -213,6 +212,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         s.api.close()
         stop(proc)
+
+
+async def _setups(url: str, emails: tuple[str, ...]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return list(
+            await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/auth/setup",
+                        json={"email": email, "password": PASSWORD, "name": email[:4]},
+                    )
+                    for email in emails
+                )
+            )
+        )
 
 
 def _filled(route: str) -> str:

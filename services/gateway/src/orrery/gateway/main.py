@@ -180,6 +180,7 @@ def serve_http(settings: Settings):  # type: ignore[no-untyped-def]
             default_registry(),
         )  # fmt: skip
         users.authenticator, users.keys, users.limiter = authenticator, keys, auth.LoginLimiter()
+        users.setup_lock = asyncio.Lock()
         app = create_app(
             monitor,
             settings.web_dir or default_web_dir(),

@@ -3,6 +3,7 @@ keys, secrets and agent defaults) and ``/api/users`` (admins manage others)."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
@@ -250,6 +251,9 @@ class UsersApi(ContextApi[UsersReadModel]):
     authenticator: auth.Authenticator
     keys: Keys
     limiter: auth.LoginLimiter
+    # One setup at a time in this gateway: two at once with different emails would both find
+    # no user and make two owners. (Replicas of the gateway do not share it: see the README.)
+    setup_lock: asyncio.Lock
 
     async def tokens(
         self, user: asyncpg.Record | UserOut, login_id: str | None = None, client: str = ""
@@ -311,13 +315,14 @@ class AuthController(Controller):
         summary="Create the first user, an owner (only when there is none)",
     )
     async def setup(self, data: SetupIn, users: UsersApi) -> Response[TokensOut]:
-        if await users.model.any_user():
-            raise ApiError(409, "auth.setup_done", "users exist: sign in, or ask an admin")
-        user = await _create(
-            users,
-            UserIn(email=data.email, password=data.password, name=data.name, role="owner"),
-            "system",
-        )
+        async with users.setup_lock:
+            if await users.model.any_user():
+                raise ApiError(409, "auth.setup_done", "users exist: sign in, or ask an admin")
+            user = await _create(
+                users,
+                UserIn(email=data.email, password=data.password, name=data.name, role="owner"),
+                "system",
+            )
         row = await users.model.by_email(user.email)
         assert row is not None
         return Response(await users.tokens(row), status_code=HTTP_201_CREATED)
