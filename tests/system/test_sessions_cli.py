@@ -120,7 +120,7 @@ def test_sessions_from_the_cli(tmp_path: Path) -> None:  # noqa: PLR0915 - one s
             ], out
 
             # A new title and model; the next task runs on that model.
-            out = ok(orrery(env, "session", "update", main[:8], "--title", "renamed",
+            out = ok(orrery(env, "session", "update", main, "--title", "renamed",
                             "--model", "claude-opus-4-1"))  # fmt: skip
             assert "updated" in out and "renamed" in out and "claude-opus-4-1" in out, out
             nothing = orrery(env, "session", "update", main)
