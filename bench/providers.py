@@ -154,6 +154,10 @@ async def bench(root: Path, sessions: int) -> int:
                 ]
                 cold, cold_mem = await one_round(stack, api, ids, "hello")
                 warm, warm_mem = await one_round(stack, api, ids, "hello again")
+            offering = [
+                r for r in model.requests if isinstance(r.body, dict) and r.body.get("tools")
+            ]
+            without = sum("orrery_sessions_get_current" not in str(r.body) for r in offering)
         finally:
             stop_stack(stack)
     print(f"\n{sessions} concurrent Claude Code prompts (CLI {cli_version()}), time to first chunk")
@@ -171,6 +175,7 @@ async def bench(root: Path, sessions: int) -> int:
         f" ratio to the peer {median / PEER_MEDIAN_S:.2f}"
     )
     print(f"peak memory of the stack with the CLIs: {peak_rss:.0f} MB RSS, {peak_pss:.0f} MB PSS")
+    print(f"model requests offering tools: {len(offering)}, {without} of them without Orrery's")
     print(
         f"RESULT cold_median_s={median:.2f} cold_max_s={max(cold):.2f}"
         f" warm_median_s={statistics.median(warm):.2f}"

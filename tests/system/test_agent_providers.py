@@ -130,6 +130,16 @@ KEY_OF = {
 }
 
 
+def assert_orrery_tools_offered(agent: str, answered: list[Any]) -> None:
+    """Every model request that offers tools offers Orrery's, a cold process's first too."""
+    with_tools = [r for r in answered if isinstance(r.body, dict) and r.body.get("tools")]
+    assert with_tools, f"{agent} offered the model no tool"
+    missing = [
+        i for i, r in enumerate(with_tools) if "orrery_sessions_get_current" not in str(r.body)
+    ]
+    assert not missing, f"{agent}: requests {missing} of {len(with_tools)} lack Orrery's tools"
+
+
 @pytest.mark.parametrize("agent", list(AGENTS))
 def test_one_scenario_for_every_provider(
     stack: tuple[httpx.Client, Path, ScriptedModelServer], agent: str
@@ -192,9 +202,7 @@ def test_one_scenario_for_every_provider(
     answered = [r for r in model.requests if r.rule is not None]
     assert answered, "no request reached the model"
     assert {r.key_digest for r in answered} == {key_digest(USER_KEYS[KEY_OF[agent]])}
-    assert any("orrery_sessions_get_current" in str(r.body) for r in answered), (
-        f"{agent} was not given Orrery's MCP tools"
-    )
+    assert_orrery_tools_offered(agent, answered)
 
     # stop mid-run -> stopped within the bound
     reply = api.post(f"/api/sessions/{sid}/prompt", json={"prompt": "tell a long story"})
