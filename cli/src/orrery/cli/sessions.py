@@ -404,8 +404,12 @@ def session_update(  # noqa: PLR0917 - typer maps each option to a parameter
     as_json: bool = JsonOpt,
 ) -> None:
     """Change a session's title, model, permission mode or thinking (from its next task)."""
-    fields = {"title": title, "model": model, "permission_mode": permission}
-    fields["thinking"] = thinking
+    fields = {
+        "title": title,
+        "model": model,
+        "permission_mode": permission,
+        "thinking": thinking,
+    }
     body = {k: v for k, v in fields.items() if v is not None}
     if not body:
         console.print(

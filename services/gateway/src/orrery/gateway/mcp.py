@@ -287,8 +287,12 @@ def build(tools: Tools) -> MCPServer:  # noqa: PLR0915 - one nested function per
         if not ref:
             raise ToolError("request.invalid: give the session")
         found = await t.check_session(ctx, p, ref)
-        body = {"title": title, "model": model, "permission_mode": permission_mode}
-        body["thinking"] = thinking
+        body = {
+            "title": title,
+            "model": model,
+            "permission_mode": permission_mode,
+            "thinking": thinking,
+        }
         return await t.call(
             ctx, p, "PATCH", f"/api/sessions/{found['id']}",
             json={k: v for k, v in body.items() if v is not None},

@@ -341,8 +341,10 @@ def decide_spawn(command: SpawnSession, state: Session, deps: Deps) -> Sequence[
 def decide_update(command: UpdateSession, state: Session, deps: Deps) -> Sequence[Event]:
     """What changes; nothing when every field asked for is already so (a retry is harmless)."""
     _live(state, command.session_id)
+    if command.model is not None and len(command.model) > MAX_MODEL:
+        raise Rejection("session.invalid_model", f"a model name has at most {MAX_MODEL} characters")
     wanted = {
-        "model": command.model,
+        "model": command.model.strip() if command.model is not None else None,
         "permission_mode": command.permission_mode,
         "thinking": command.thinking,
     }
@@ -350,12 +352,9 @@ def decide_update(command: UpdateSession, state: Session, deps: Deps) -> Sequenc
         raise Rejection(
             "session.empty_update", "say what to change: title, model, permission_mode, thinking"
         )
-    if command.model is not None and len(command.model) > MAX_MODEL:
-        raise Rejection("session.invalid_model", f"a model name has at most {MAX_MODEL} characters")
     title = state.title if command.title is None else _title(command.title)
     settings = msgspec.structs.replace(
-        state.settings,
-        **{k: v.strip() if k == "model" else v for k, v in wanted.items() if v is not None},
+        state.settings, **{k: v for k, v in wanted.items() if v is not None}
     )
     changed = [
         name
